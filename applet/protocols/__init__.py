@@ -1,0 +1,1 @@
+"""simwallet.applet.protocols: pure codecs of everything that crosses the card's boundary."""

@@ -1,0 +1,1 @@
+"""simwallet.gateway: the backend (transaction core, store, SMPP services, banks, OTA)."""

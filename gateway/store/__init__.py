@@ -1,0 +1,1 @@
+"""simwallet.gateway.store: schema, engines and migrations for SQLite and PostgreSQL."""

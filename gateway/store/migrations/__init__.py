@@ -1,0 +1,1 @@
+"""Alembic migrations of the backend schema (one history for SQLite and PostgreSQL)."""

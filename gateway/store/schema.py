@@ -1,0 +1,151 @@
+"""The backend's tables, declared once with SQLAlchemy Core for SQLite and PostgreSQL.
+
+Alembic migrations in :mod:`simwallet.gateway.store.migrations` create exactly
+this schema; ``tests/test_store.py`` compares the two on both databases.
+
+Money columns are signed 64-bit integers of minor units (fen). Timestamps are
+microseconds since the Unix epoch, UTC, from the ledger's injected clock.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+# Constraint names are stable so that migrations can refer to them.
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+# SQLite only aliases the rowid for a column declared exactly INTEGER PRIMARY KEY.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+product_tiers = Table(
+    "product_tiers", metadata,
+    Column("name", String(32), primary_key=True),
+    Column("description", String(128), nullable=False, server_default=""),
+    # NULL means "no limit of this kind".
+    Column("per_txn_max", BigInteger, nullable=True),
+    Column("per_day_max", BigInteger, nullable=True),
+    Column("per_month_max", BigInteger, nullable=True),
+    Column("balance_max", BigInteger, nullable=True),
+)
+
+accounts = Table(
+    "accounts", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("ref", String(64), nullable=False, unique=True),
+    Column("kind", String(24), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("flags", Integer, nullable=False),
+    Column("status", String(8), nullable=False),
+    Column("owner", String(64), nullable=False),
+    Column("tier", String(32), ForeignKey("product_tiers.name"), nullable=True),
+    Column("debits_pending", BigInteger, nullable=False, server_default="0"),
+    Column("debits_posted", BigInteger, nullable=False, server_default="0"),
+    Column("credits_pending", BigInteger, nullable=False, server_default="0"),
+    Column("credits_posted", BigInteger, nullable=False, server_default="0"),
+    # Limit usage of the current local day (YYYYMMDD) and month (YYYYMM).
+    Column("spent_day_key", Integer, nullable=False, server_default="0"),
+    Column("spent_day", BigInteger, nullable=False, server_default="0"),
+    Column("spent_month_key", Integer, nullable=False, server_default="0"),
+    Column("spent_month", BigInteger, nullable=False, server_default="0"),
+    Column("created_us", BigInteger, nullable=False),
+    CheckConstraint(
+        "debits_pending >= 0 AND debits_posted >= 0 AND credits_pending >= 0 AND credits_posted >= 0",
+        name="sums_not_negative",
+    ),
+    Index(None, "owner", "kind", "currency"),
+)
+
+transfers = Table(
+    "transfers", metadata,
+    # Allocated by the ledger after it holds the locks of the accounts involved,
+    # so that ids increase along each account's history.
+    Column("id", Id, primary_key=True, autoincrement=False),
+    Column("idempotency_key", String(160), nullable=False, unique=True),
+    Column("body_hash", LargeBinary(16), nullable=False),
+    Column("debit_account_id", Id, ForeignKey("accounts.id"), nullable=False),
+    Column("credit_account_id", Id, ForeignKey("accounts.id"), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("kind", String(24), nullable=False),
+    Column("channel", String(12), nullable=False),
+    Column("phase", String(8), nullable=False),
+    Column("ts_us", BigInteger, nullable=False),
+    # A pending transfer is resolved (posted, voided or expired) at most once.
+    Column("pending_id", Id, ForeignKey("transfers.id"), nullable=True, unique=True),
+    # A transfer is reversed at most once.
+    Column("reverses_id", Id, ForeignKey("transfers.id"), nullable=True, unique=True),
+    Column("cause_id", Id, ForeignKey("transfers.id"), nullable=True),
+    Column("expires_us", BigInteger, nullable=True),
+    Column("memo", String(64), nullable=False, server_default=""),
+    CheckConstraint("amount > 0", name="amount_positive"),
+    CheckConstraint("debit_account_id <> credit_account_id", name="accounts_differ"),
+    Index(None, "debit_account_id", "id"),
+    Index(None, "credit_account_id", "id"),
+    Index(None, "cause_id"),
+)
+
+# Open holds: one row per pending transfer not yet resolved. Derived state
+# (verify recomputes it) that lets the expiry sweep find due holds by index.
+holds = Table(
+    "holds", metadata,
+    Column("transfer_id", Id, ForeignKey("transfers.id"), primary_key=True, autoincrement=False),
+    Column("expires_us", BigInteger, nullable=False),
+    Index(None, "expires_us"),
+)
+
+campaigns = Table(
+    "campaigns", metadata,
+    Column("id", String(48), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("rule_json", Text, nullable=False),
+    Column("source_account_id", Id, ForeignKey("accounts.id"), nullable=False),
+    Column("status", String(8), nullable=False),  # active | stopped
+    Column("created_us", BigInteger, nullable=False),
+    Column("granted_count", BigInteger, nullable=False, server_default="0"),
+    Column("granted_fen", BigInteger, nullable=False, server_default="0"),
+    CheckConstraint("granted_count >= 0 AND granted_fen >= 0", name="granted_not_negative"),
+)
+
+# Per customer and campaign: grants so far, and in the current cap period.
+campaign_usage = Table(
+    "campaign_usage", metadata,
+    Column("campaign_id", String(48), ForeignKey("campaigns.id"), primary_key=True),
+    Column("owner", String(64), primary_key=True),
+    Column("total_count", Integer, nullable=False, server_default="0"),
+    Column("period_key", String(16), nullable=True),
+    Column("period_count", Integer, nullable=False, server_default="0"),
+)
+
+# One row per qualifying transfer and per revocation: the promotion report's source.
+campaign_events = Table(
+    "campaign_events", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("campaign_id", String(48), ForeignKey("campaigns.id"), nullable=False),
+    Column("owner", String(64), nullable=False),
+    Column("transfer_id", Id, ForeignKey("transfers.id"), nullable=False),
+    Column("outcome", String(24), nullable=False),
+    Column("bonus_id", Id, ForeignKey("transfers.id"), nullable=True),
+    Column("amount", BigInteger, nullable=False, server_default="0"),
+    Column("period_key", String(16), nullable=False),
+    Column("ts_us", BigInteger, nullable=False),
+    Index(None, "campaign_id", "outcome"),
+    Index(None, "transfer_id"),
+)
