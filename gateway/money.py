@@ -58,7 +58,8 @@ def check_amount(value: int, *, field: str = "amount", allow_zero: bool = False)
     if value < 0 or (value == 0 and not allow_zero):
         raise RequestError(RejectCode.AMOUNT_MUST_BE_POSITIVE, field, f"amount must be positive, got {format_amount(value)}")
     if value > AMOUNT_FEN_MAX:
-        raise RequestError(RejectCode.AMOUNT_TOO_LARGE, field, f"amount {format_amount(value)} exceeds the maximum {format_amount(AMOUNT_FEN_MAX)}")
+        raise RequestError(RejectCode.AMOUNT_TOO_LARGE, field,
+            f"amount {format_amount(value)} exceeds the maximum {format_amount(AMOUNT_FEN_MAX)}")
     return Fen(value)
 
 

@@ -213,7 +213,8 @@ class Ledger:
             raise RequestError(RejectCode.FIELD_INVALID, "owner", "owner must be 1..64 printable characters")
         ref = spec.ref or f"{spec.owner}/{kind.value}"
         if not 0 < len(ref) <= ACCOUNT_REF_LEN_MAX or not ref.isprintable() or ref.isdigit():
-            raise RequestError(RejectCode.FIELD_INVALID, "ref", f"reference must be 1..{ACCOUNT_REF_LEN_MAX} printable characters, not all digits")
+            raise RequestError(RejectCode.FIELD_INVALID, "ref",
+                f"reference must be 1..{ACCOUNT_REF_LEN_MAX} printable characters, not all digits")
         if spec.currency != "CNY":
             raise RequestError(RejectCode.CURRENCY_MISMATCH, "currency", f"unsupported currency {spec.currency!r}")
         flags = spec.flags if spec.flags is not None else DEFAULT_FLAGS.get(kind, AccountFlags.NONE)
@@ -324,12 +325,41 @@ class Ledger:
               expire_ids: list[int], now: int | None = None) -> list[Result]:
         now = self._clock() if now is None else now
         refs = References()
+        # 1. Transfers referred to, the bonuses they caused and their grants.
+        referred = self._load_referred(conn, requests, expire_ids, refs)
+        account_ids, account_refs = _accounts_named(requests, refs)
+        # 2. Campaigns this batch may touch, and the accounts they may reward.
+        active = self._active_campaigns(conn, now, requests, refs)
+        if active:
+            self._reward_accounts(conn, active, account_ids, account_refs, refs)
+            account_ids.update(refs.owner_accounts.values())
+            account_ids.update(source_id for _, source_id in active.values())
+        # 3. Lock accounts in id order, then campaigns and usage rows.
+        rows = self._lock_accounts(conn, account_ids, account_refs)
+        states = self._lock_campaigns(conn, active, rows) if active else {}
+        # 4. Idempotency keys, resolutions and reversals, read under the locks.
+        self._load_existing(conn, [r.idempotency_key for r in requests], refs)
+        self._load_resolutions(conn, referred, refs)
+        # 5. Apply.
+        original = {i: _sums_of(r) for i, r in rows.items()}
+        space = Workspace(rows, {row.ref: row.id for row in rows.values()}, self._tiers(conn), states, refs, now)
+        results: list[Result] = []
+        for item in items:
+            results.extend(space.apply(item))
+        for pending_id in expire_ids:
+            if pending_id in refs.transfers and pending_id not in refs.resolved:
+                results.append(space.expire(pending_id))
+        # 6. Write.
+        ids = self._draw_ids(conn, len(space.new_rows))
+        real = {row.id: ids[n] for n, row in enumerate(space.new_rows)}
+        self._write(conn, space, real, original)
+        return [_renumber(result, real) for result in results]
 
-        # 1. Transfers referred to, and the rows they caused.
+    @staticmethod
+    def _load_referred(conn: sa.Connection, requests: list[Request], expire_ids: list[int], refs: References) -> set[int]:
         referred = {r.pending_id for r in requests if isinstance(r, PostPending | VoidPending)}
-        referred |= {r.transfer_id for r in requests if isinstance(r, Reverse)}
-        referred |= set(expire_ids)
         reversing = [r.transfer_id for r in requests if isinstance(r, Reverse)]
+        referred |= set(reversing) | set(expire_ids)
         if referred:
             for row in conn.execute(sa.select(transfers).where(transfers.c.id.in_(referred))):
                 refs.transfers[row.id] = row_to_transfer(row)
@@ -340,59 +370,19 @@ class Ledger:
             for ev in conn.execute(sa.select(campaign_events).where(campaign_events.c.transfer_id.in_(reversing),
                                                                    campaign_events.c.outcome == "granted")):
                 refs.grants.setdefault(ev.transfer_id, []).append(Grant(ev.campaign_id, ev.bonus_id, ev.amount, ev.period_key))
+        return referred
 
-        account_ids: set[int] = set()
-        account_refs: set[str] = set()
-        for r in requests:
-            if isinstance(r, Transfer):
-                for ref in (r.debit_account, r.credit_account):
-                    if isinstance(ref, int):
-                        account_ids.add(ref)
-                    else:
-                        account_refs.add(ref)
-        for t in (*refs.transfers.values(), *(c for cs in refs.caused.values() for c in cs)):
-            account_ids.update((t.debit_account_id, t.credit_account_id))
-
-        # 2. Campaigns and the accounts they may reward.
-        active = self._active_campaigns(conn, now, requests, refs)
-        if active:
-            self._reward_accounts(conn, active, account_ids, account_refs, refs)
-            account_ids.update(refs.owner_accounts.values())
-            account_ids.update(source_id for _, source_id in active.values())
-
-        # 3. Lock accounts in id order, then campaigns and usage rows.
-        rows = self._lock_accounts(conn, account_ids, account_refs)
-        refs_to_ids = {row.ref: row.id for row in rows.values()}
-        states = self._lock_campaigns(conn, active, refs, rows) if active else {}
-
-        # 4. Idempotency keys, resolutions and reversals, read under the locks.
-        keys = [r.idempotency_key for r in requests]
-        if keys:
-            self._load_existing(conn, keys, refs)
-        if referred:
-            pending_ids = [i for i in referred if i in refs.transfers and refs.transfers[i].phase == Phase.PENDING]
-            if pending_ids:
-                for pid, phase in conn.execute(sa.select(transfers.c.pending_id, transfers.c.phase)
-                                               .where(transfers.c.pending_id.in_(pending_ids))):
-                    refs.resolved[pid] = Phase(phase)
-            rev_ids = list(referred) + [c.id for cs in refs.caused.values() for c in cs]
-            refs.reversed = set(conn.execute(sa.select(transfers.c.reverses_id)
-                                             .where(transfers.c.reverses_id.in_(rev_ids))).scalars())
-        # 5. Apply.
-        original = {i: _sums_of(r) for i, r in rows.items()}
-        space = Workspace(rows, refs_to_ids, self._tiers(conn), states, refs, now)
-        results: list[Result] = []
-        for item in items:
-            results.extend(space.apply(item))
-        for pending_id in expire_ids:
-            if pending_id in refs.transfers and pending_id not in refs.resolved:
-                results.append(space.expire(pending_id))
-
-        # 6. Write.
-        ids = self._draw_ids(conn, len(space.new_rows))
-        real = {row.id: ids[n] for n, row in enumerate(space.new_rows)}
-        self._write(conn, space, real, original)
-        return [_renumber(result, real) for result in results]
+    @staticmethod
+    def _load_resolutions(conn: sa.Connection, referred: set[int], refs: References) -> None:
+        if not referred:
+            return
+        pending_ids = [i for i in referred if i in refs.transfers and refs.transfers[i].phase == Phase.PENDING]
+        if pending_ids:
+            for pid, phase in conn.execute(sa.select(transfers.c.pending_id, transfers.c.phase)
+                                           .where(transfers.c.pending_id.in_(pending_ids))):
+                refs.resolved[pid] = Phase(phase)
+        rev_ids = list(referred) + [c.id for cs in refs.caused.values() for c in cs]
+        refs.reversed = set(conn.execute(sa.select(transfers.c.reverses_id).where(transfers.c.reverses_id.in_(rev_ids))).scalars())
 
     def _lock(self, query: sa.Select[Any]) -> sa.Select[Any]:
         return query.with_for_update() if self._pg else query
@@ -413,7 +403,10 @@ class Ledger:
             spent=Spent(r.spent_day_key, r.spent_day, r.spent_month_key, r.spent_month),
         ) for r in conn.execute(query)}
 
-    def _load_existing(self, conn: sa.Connection, keys: list[str], refs: References) -> None:
+    @staticmethod
+    def _load_existing(conn: sa.Connection, keys: list[str], refs: References) -> None:
+        if not keys:
+            return
         found = {row.id: row for row in conn.execute(sa.select(transfers).where(transfers.c.idempotency_key.in_(keys)))}
         if not found:
             return
@@ -522,7 +515,7 @@ class Ledger:
                                 .where(accounts.c.owner.in_(owners), accounts.c.kind.in_(target_kinds))):
             refs.owner_accounts[(row.owner, row.kind, row.currency)] = row.id
 
-    def _lock_campaigns(self, conn: sa.Connection, active: dict[str, tuple[CampaignRule, int]], refs: References,
+    def _lock_campaigns(self, conn: sa.Connection, active: dict[str, tuple[CampaignRule, int]],
                         rows: dict[int, AccountRow]) -> dict[str, CampaignState]:
         customer_kinds = {AccountKind.CUSTOMER_WALLET, AccountKind.CUSTOMER_AIRTIME, AccountKind.POINTS}
         owners = sorted({row.owner for row in rows.values() if row.kind in customer_kinds})
@@ -610,6 +603,22 @@ def recompute_sums(conn: sa.Connection, account_ids: Sequence[int] | None = None
             sums[offset] = int(pending or 0)
             sums[offset + 1] = int(posted_sum or 0)
     return {i: Sums(*s) for i, s in out.items()}
+
+
+def _accounts_named(requests: list[Request], refs: References) -> tuple[set[int], set[str]]:
+    """The account ids and references a batch names, directly or through the transfers it refers to."""
+    ids: set[int] = set()
+    names: set[str] = set()
+    for r in requests:
+        if isinstance(r, Transfer):
+            for ref in (r.debit_account, r.credit_account):
+                if isinstance(ref, int):
+                    ids.add(ref)
+                else:
+                    names.add(ref)
+    for t in (*refs.transfers.values(), *(c for cs in refs.caused.values() for c in cs)):
+        ids.update((t.debit_account_id, t.credit_account_id))
+    return ids, names
 
 
 def _sums_of(row: AccountRow) -> Sums:

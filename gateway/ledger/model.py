@@ -108,7 +108,8 @@ DERIVED_KEY_SEP = "#"
 
 def _check_key(key: str) -> None:
     if not isinstance(key, str) or not key or len(key) > IDEMPOTENCY_KEY_LEN_MAX or not key.isprintable():
-        raise RequestError(RejectCode.FIELD_INVALID, "idempotency_key", f"idempotency key must be 1..{IDEMPOTENCY_KEY_LEN_MAX} printable characters")
+        raise RequestError(RejectCode.FIELD_INVALID, "idempotency_key",
+            f"idempotency key must be 1..{IDEMPOTENCY_KEY_LEN_MAX} printable characters")
     if DERIVED_KEY_SEP in key:
         raise RequestError(RejectCode.FIELD_INVALID, "idempotency_key", f"idempotency key may not contain {DERIVED_KEY_SEP!r}")
 
@@ -159,7 +160,8 @@ class Transfer:
             raise RequestError(RejectCode.FIELD_INVALID, "kind", f"kind {self.kind} is made by the ledger itself")
         if self.pending:
             if not 0 < self.timeout_s <= PENDING_TIMEOUT_S_MAX:
-                raise RequestError(RejectCode.FIELD_INVALID, "timeout_s", f"a pending transfer needs a timeout of 1..{PENDING_TIMEOUT_S_MAX} s")
+                raise RequestError(RejectCode.FIELD_INVALID, "timeout_s",
+                    f"a pending transfer needs a timeout of 1..{PENDING_TIMEOUT_S_MAX} s")
         elif self.timeout_s:
             raise RequestError(RejectCode.FIELD_INVALID, "timeout_s", "only pending transfers have a timeout")
         if len(self.memo) > MEMO_LEN_MAX:

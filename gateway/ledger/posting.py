@@ -263,11 +263,11 @@ class Workspace:
         credit = self._account(request.credit_account, "credit_account")
         if debit.id == credit.id:
             raise RequestError(RejectCode.ACCOUNTS_MUST_BE_DIFFERENT, "credit_account", "debit and credit account must differ")
-        for row, name in ((debit, "debit_account"), (credit, "credit_account")):
-            if row.currency != request.currency:
+        for account, name in ((debit, "debit_account"), (credit, "credit_account")):
+            if account.currency != request.currency:
                 raise RequestError(RejectCode.CURRENCY_MISMATCH, "currency",
-                                   f"{name} {row.ref} holds {row.currency}, the transfer is in {request.currency}")
-            self._require_status(row, name, correction=False)
+                                   f"{name} {account.ref} holds {account.currency}, the transfer is in {request.currency}")
+            self._require_status(account, name, correction=False)
         amount = request.amount
         tier = self._tier(debit)
         if tier is not None:
@@ -307,8 +307,8 @@ class Workspace:
             raise RequestError(RejectCode.PENDING_EXPIRED, "pending_id", f"transfer {pending.id} expired")
         debit = self._s.accounts[pending.debit_account_id]
         credit = self._s.accounts[pending.credit_account_id]
-        for row, name in ((debit, "debit_account"), (credit, "credit_account")):
-            self._require_status(row, name, correction=not posting)
+        for account, name in ((debit, "debit_account"), (credit, "credit_account")):
+            self._require_status(account, name, correction=not posting)
         amount = pending.amount
         _add(debit, "debits_pending", -amount)
         _add(credit, "credits_pending", -amount)

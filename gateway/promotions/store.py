@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -81,7 +82,7 @@ class CampaignStore:
                 raise RequestError(RejectCode.CAMPAIGN_NOT_FOUND, "id", f"no campaign {campaign_id}")
         return self.show(campaign_id)
 
-    def list(self) -> list[CampaignInfo]:
+    def all(self) -> list[CampaignInfo]:
         with self.engine.connect().execution_options(simwallet_readonly=True) as conn:
             return [_info(r) for r in conn.execute(sa.select(campaigns).order_by(campaigns.c.created_us, campaigns.c.id))]
 
@@ -93,30 +94,29 @@ class CampaignStore:
         return _info(row)
 
     def report(self, campaign_id: str | None = None) -> list[CampaignReport]:
-        infos = [self.show(campaign_id)] if campaign_id else self.list()
+        infos = [self.show(campaign_id)] if campaign_id else self.all()
         out = []
         with self.engine.connect().execution_options(simwallet_readonly=True) as conn:
             for info in infos:
-                counts = dict(conn.execute(
-                    sa.select(campaign_events.c.outcome, sa.func.count())
-                    .where(campaign_events.c.campaign_id == info.id).group_by(campaign_events.c.outcome)).all())
+                counts: dict[str, int] = {
+                    str(outcome): int(n) for outcome, n in conn.execute(
+                        sa.select(campaign_events.c.outcome, sa.func.count())
+                        .where(campaign_events.c.campaign_id == info.id).group_by(campaign_events.c.outcome))}
                 rewarded = conn.execute(
                     sa.select(sa.func.count(sa.distinct(campaign_events.c.owner)))
                     .where(campaign_events.c.campaign_id == info.id, campaign_events.c.outcome == Outcome.GRANTED.value)).scalar_one()
-                refused = {o.value: int(counts.get(o.value, 0)) for o in Outcome if o != Outcome.GRANTED}
+                refused = {o.value: counts.get(o.value, 0) for o in Outcome if o != Outcome.GRANTED}
                 budget = info.rule.caps.budget_fen
                 out.append(CampaignReport(
                     id=info.id, name=info.name, status=info.status,
-                    qualifying=sum(int(v) for k, v in counts.items() if k != REVOKED),
-                    granted=int(counts.get(Outcome.GRANTED.value, 0)), revoked=int(counts.get(REVOKED, 0)),
+                    qualifying=sum(v for k, v in counts.items() if k != REVOKED),
+                    granted=counts.get(Outcome.GRANTED.value, 0), revoked=counts.get(REVOKED, 0),
                     refused=refused, customers_rewarded=int(rewarded), granted_fen=info.granted_fen,
                     budget_fen=budget, budget_left_fen=None if budget is None else budget - info.granted_fen,
                 ))
         return out
 
 
-def _info(row: sa.Row[tuple[object, ...]]) -> CampaignInfo:
-    m = row._mapping
-    return CampaignInfo(id=str(m["id"]), name=str(m["name"]), status=str(m["status"]),
-                        rule=CampaignRule.from_json(str(m["rule_json"])), granted_count=int(m["granted_count"]),  # type: ignore[call-overload]
-                        granted_fen=int(m["granted_fen"]))  # type: ignore[call-overload]
+def _info(row: sa.Row[Any]) -> CampaignInfo:
+    return CampaignInfo(id=row.id, name=row.name, status=row.status, rule=CampaignRule.from_json(row.rule_json),
+                        granted_count=row.granted_count, granted_fen=row.granted_fen)

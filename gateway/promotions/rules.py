@@ -1,0 +1,751 @@
+"""Promotion campaign rules: the campaign file format and the grant decision.
+
+Implements the campaign files of ``cards/promotions/*.yaml`` (one file per
+campaign, shape given by ``campaign.schema.json``, JSON Schema draft 2020-12)
+and the decision, for a qualifying transfer, whether the campaign's reward is
+granted under its caps. The flagship campaign is 满百送30 (Shanghai Mobile,
+手机钱包): a phone-credit top-up of at least 100 CNY through the wallet earns
+30 CNY of phone credit, once per calendar month and three times per customer.
+
+Theory of operation
+-------------------
+*Rules are data.* Loading refuses, at the first problem, with a
+:class:`~simwallet.gateway.errors.RequestError` whose code is
+``campaign_invalid``, whose ``field`` is the JSON path of the offending value
+(``trigger.amount_min``, ``trigger.channels[1]``) and whose message names the
+file and the line (``manbai.yaml:14: reward.amount: …``). It runs in three
+steps:
+
+1. YAML. A pass over the parser's events bounds the nesting and refuses
+   anchors and aliases; the document is then composed into nodes, the line of
+   every key is recorded (duplicate and non-text keys are refused) and the
+   nodes are constructed by PyYAML's safe constructor.
+2. Schema. The data is validated against the JSON Schema. Dates are text
+   there: the loader keeps YAML timestamps as their text, and ``date`` objects
+   handed to :meth:`CampaignRule.from_mapping` are turned into ISO text first.
+3. Values. The frozen dataclasses check what a schema cannot say: the end
+   before the start, a reward paid into a non-customer account, an unknown
+   time zone, a budget smaller than one reward, a period cap above the
+   campaign cap, amounts that are not whole fen.
+
+*Time.* Every instant is an integer number of microseconds since the Unix
+epoch, UTC, as the ledger stores it. Calendar questions (is it within the
+window, which month is it) are answered on the local date in the campaign's
+time zone: a campaign starting 2026-05-16 in Asia/Shanghai starts at
+2026-05-15T16:00:00Z, and one ending 2026-08-15 ends at 2026-08-15T16:00:00Z.
+
+*Counting.* :class:`Usage` is one customer's grants so far in one campaign.
+:meth:`CampaignRule.decide` is a pure function of that usage, the budget
+already spent and the time; the caller (the ledger) stores
+``usage.after_grant(key)`` in the same database transaction as the bonus, and
+``usage.after_revoke(key)`` with the reversal of a rewarded transfer.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import json
+import re
+import reprlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from importlib import resources
+from typing import Any, Final, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from simwallet.gateway.errors import RejectCode, RequestError
+from simwallet.gateway.ledger.model import _INTERNAL_KINDS as _MODEL_INTERNAL_KINDS
+from simwallet.gateway.ledger.model import ACCOUNT_REF_LEN_MAX, AccountKind, Channel, TransferKind
+from simwallet.gateway.money import check_amount, format_amount, parse_amount
+
+# --- Limits -----------------------------------------------------------------
+# The schema file states the same numbers; a test holds the two together.
+
+# A campaign file is under 2 KiB; 64 KiB leaves room for a long description
+# and bounds the parser's work on a wrong or hostile file.
+CAMPAIGN_FILE_BYTES_MAX: Final = 64 * 1024
+# Deepest nesting of mappings and lists in a campaign file. The format needs 3
+# (caps > per_period > period); the limit keeps the recursive YAML composer and
+# our walk over its nodes far from Python's recursion limit.
+CAMPAIGN_NESTING_DEPTH_MAX: Final = 8
+# Longest campaign, counting the first and the last day: a leap year. A longer
+# offer is a standing tariff, which belongs in the product catalogue.
+CAMPAIGN_DAYS_MAX: Final = 366
+# Campaign id: a slug short enough for file names, URLs and the store's key column.
+CAMPAIGN_ID_LEN_MAX: Final = 48
+# Campaign names are quoted in SMS replies; one UCS-2 segment holds 70
+# characters, which leaves room for the amount.
+CAMPAIGN_NAME_LEN_MAX: Final = 64
+# The description is for clerks and reports, never sent by SMS.
+CAMPAIGN_DESCRIPTION_LEN_MAX: Final = 2000
+# Most grants one customer may get from one campaign, per period or in all.
+# Real offers say 1 to 3; the limit catches a typo such as 30000 and bounds
+# the usage counters.
+GRANTS_PER_CUSTOMER_MAX: Final = 1000
+# Longest time zone name; the longest IANA name has 32 characters
+# (America/Argentina/ComodRivadavia).
+TIMEZONE_LEN_MAX: Final = 64
+# Longest period key ("2026-05-16" has 10 characters); bounds the stored usage row.
+PERIOD_KEY_LEN_MAX: Final = 16
+# Earliest instant accepted, in microseconds since the Unix epoch: the epoch
+# itself; the ledger's clock never predates it.
+TS_US_MIN: Final = 0
+# Latest instant accepted: 9000-01-01T00:00:00Z. Far beyond any campaign, and
+# far enough from datetime's year 9999 that no local-time conversion overflows.
+TS_US_MAX: Final = (date(9000, 1, 1) - date(1970, 1, 1)).days * 86_400 * 1_000_000
+# Longest rendering of an offending value quoted in an error message: messages
+# end up in CLI output and SMS replies.
+ERROR_VALUE_LEN_MAX: Final = 40
+
+# The time zone of a campaign file that names none: the wallet is Shanghai Mobile's.
+DEFAULT_TIMEZONE: Final = "Asia/Shanghai"
+# Name of the schema file, shipped as package data beside this module.
+SCHEMA_RESOURCE: Final = "campaign.schema.json"
+
+# Account kinds that belong to a customer; only these may receive a reward.
+CUSTOMER_ACCOUNT_KINDS: Final = frozenset({AccountKind.CUSTOMER_WALLET, AccountKind.CUSTOMER_AIRTIME, AccountKind.POINTS})
+# Transfer kinds the ledger makes itself (reversals, the bonuses of
+# promotions); a campaign can never be triggered by them. The model owns the list.
+LEDGER_INTERNAL_KINDS: Final = frozenset(_MODEL_INTERNAL_KINDS)
+# Transfer kinds that may trigger a campaign.
+TRIGGER_KINDS: Final = frozenset(TransferKind) - LEDGER_INTERNAL_KINDS
+
+_ID_RE: Final = re.compile(r"[a-z0-9][a-z0-9-]{2,47}")
+_NAME_RE: Final = re.compile(r"\S(?:.*\S)?")
+_TIMEZONE_RE: Final = re.compile(r"UTC|[A-Z][A-Za-z_+-]*(?:/[A-Za-z0-9_+-]+){1,2}")
+_PARENT_RE: Final = re.compile(r"(.*?)(?:\.[^.\[\]]*|\[[0-9]+\])")
+_STR_TAG: Final = "tag:yaml.org,2002:str"
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US: Final = timedelta(microseconds=1)
+
+_short = reprlib.Repr()
+_short.maxstring = ERROR_VALUE_LEN_MAX
+_short.maxother = ERROR_VALUE_LEN_MAX
+
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+class Period(enum.StrEnum):
+    """A calendar period of a per-period cap, in the campaign's time zone."""
+
+    DAY = "day"
+    WEEK = "week"  # ISO 8601 week, Monday to Sunday
+    MONTH = "month"
+
+
+# The period of :meth:`CampaignRule.period_key` for a campaign without a
+# per-period cap: the key is then bookkeeping only, and a month suits reports.
+DEFAULT_PERIOD: Final = Period.MONTH
+
+
+class Outcome(enum.StrEnum):
+    """The decision on one qualifying transfer. Stable strings: they are stored and reported."""
+
+    GRANTED = "granted"
+    REFUSED_PERIOD_CAP = "refused_period_cap"
+    REFUSED_CAMPAIGN_CAP = "refused_campaign_cap"
+    REFUSED_BUDGET = "refused_budget"
+
+
+# --- Value checks -------------------------------------------------------------
+
+
+def _invalid(field: str | None, message: str) -> RequestError:
+    return RequestError(RejectCode.CAMPAIGN_INVALID, field, message)
+
+
+def _enum(cls: type[_E], value: object, field: str) -> _E:
+    try:
+        return cls(value)
+    except ValueError as exc:
+        allowed = ", ".join(str(member.value) for member in cls)
+        raise _invalid(field, f"{_short.repr(value)} is not one of {allowed}") from exc
+
+
+def _fen(value: int, field: str) -> int:
+    try:
+        return check_amount(value, field=field)
+    except RequestError as exc:
+        raise _invalid(field, exc.message) from exc
+
+
+def _parse_fen(text: str, field: str) -> int:
+    try:
+        return parse_amount(text, field=field)
+    except RequestError as exc:
+        raise _invalid(field, exc.message) from exc
+
+
+def _count(value: int, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _invalid(field, f"must be a whole number, not {_short.repr(value)}")
+    if not 1 <= value <= GRANTS_PER_CUSTOMER_MAX:
+        raise _invalid(field, f"must be 1..{GRANTS_PER_CUSTOMER_MAX}, not {value}")
+    return value
+
+
+def _text(value: object, field: str, length_max: int, pattern: re.Pattern[str] | None = None) -> None:
+    if not isinstance(value, str) or not 0 < len(value) <= length_max:
+        raise _invalid(field, f"must be text of 1..{length_max} characters")
+    if pattern is not None and pattern.fullmatch(value) is None:
+        raise _invalid(field, f"{_short.repr(value)} does not have the required form")
+
+
+def _zone(name: str) -> ZoneInfo:
+    if not isinstance(name, str) or len(name) > TIMEZONE_LEN_MAX or _TIMEZONE_RE.fullmatch(name) is None:
+        raise _invalid("window.timezone", f"{_short.repr(name)} is not an IANA Area/Location time zone name or UTC")
+    try:
+        return ZoneInfo(name)
+    # ValueError: a malformed key; OSError: a name that is a folder of the zone database, such as "Asia/Ho".
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise _invalid("window.timezone", f"unknown time zone {name!r}") from exc
+
+
+def _check_ts(ts_us: int) -> None:
+    if isinstance(ts_us, bool) or not isinstance(ts_us, int) or not TS_US_MIN <= ts_us <= TS_US_MAX:
+        raise RequestError(RejectCode.FIELD_INVALID, "ts_us", f"timestamp must be microseconds since the epoch in {TS_US_MIN}..{TS_US_MAX}")
+
+
+def ts_us_from_datetime(moment: datetime) -> int:
+    """Microseconds since the Unix epoch of an aware datetime (exact, no float)."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise RequestError(RejectCode.FIELD_INVALID, "ts_us", "a naive datetime has no instant; give it a time zone")
+    ts_us = (moment - _EPOCH) // _ONE_US
+    _check_ts(ts_us)
+    return ts_us
+
+
+def datetime_from_ts_us(ts_us: int) -> datetime:
+    """The aware UTC datetime of a microsecond timestamp."""
+    _check_ts(ts_us)
+    return _EPOCH + timedelta(microseconds=ts_us)
+
+
+def period_key_of(period: Period, day: date) -> str:
+    """The key of the period holding ``day``: ``2026-05-16``, ``2026-W20`` (ISO week) or ``2026-05``.
+
+    Keys of one period kind sort in time order as text.
+    """
+    if period is Period.DAY:
+        return day.isoformat()
+    if period is Period.WEEK:
+        iso = day.isocalendar()
+        return f"{iso.year:04d}-W{iso.week:02d}"
+    return f"{day.year:04d}-{day.month:02d}"
+
+
+# --- Rule values ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """The transfer that earns the reward: its kind, a minimum amount, and optionally its channels."""
+
+    kind: TransferKind
+    amount_min_fen: int
+    channels: frozenset[Channel] | None = None  # None: any channel
+
+    def __post_init__(self) -> None:
+        kind = _enum(TransferKind, self.kind, "trigger.kind")
+        if kind not in TRIGGER_KINDS:
+            raise _invalid("trigger.kind", f"{kind} transfers are made by the ledger itself and cannot trigger a campaign")
+        object.__setattr__(self, "kind", kind)
+        _fen(self.amount_min_fen, "trigger.amount_min")
+        if self.channels is not None:
+            if isinstance(self.channels, str) or not isinstance(self.channels, Iterable):
+                raise _invalid("trigger.channels", "channels must be a collection of channel names")
+            channels = frozenset(_enum(Channel, channel, "trigger.channels") for channel in self.channels)
+            if not channels:
+                raise _invalid("trigger.channels", "list at least one channel, or leave channels out for any channel")
+            object.__setattr__(self, "channels", channels)
+
+
+@dataclass(frozen=True)
+class Reward:
+    """The bonus of one grant: ``amount_fen`` from ``source_account`` to the customer's account of ``target_account_kind``."""
+
+    amount_fen: int
+    source_account: str
+    target_account_kind: AccountKind
+
+    def __post_init__(self) -> None:
+        _fen(self.amount_fen, "reward.amount")
+        if not isinstance(self.source_account, str) or not 0 < len(self.source_account) <= ACCOUNT_REF_LEN_MAX \
+                or not self.source_account.isprintable():
+            raise _invalid("reward.source_account", f"account reference must be 1..{ACCOUNT_REF_LEN_MAX} printable characters")
+        kind = _enum(AccountKind, self.target_account_kind, "reward.target_account_kind")
+        if kind not in CUSTOMER_ACCOUNT_KINDS:
+            allowed = ", ".join(sorted(CUSTOMER_ACCOUNT_KINDS))
+            raise _invalid("reward.target_account_kind", f"a reward is paid into a customer's account ({allowed}), not {kind}")
+        object.__setattr__(self, "target_account_kind", kind)
+
+
+@dataclass(frozen=True)
+class PeriodCap:
+    """At most ``count`` grants per customer per calendar ``period``."""
+
+    period: Period
+    count: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "period", _enum(Period, self.period, "caps.per_period.period"))
+        _count(self.count, "caps.per_period.count")
+
+
+@dataclass(frozen=True)
+class Caps:
+    """The campaign's limits; ``None`` means no such limit."""
+
+    per_period: PeriodCap | None = None
+    per_campaign: int | None = None
+    budget_fen: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.per_period is not None and not isinstance(self.per_period, PeriodCap):
+            raise _invalid("caps.per_period", "per_period must be a PeriodCap")
+        if self.per_campaign is not None:
+            _count(self.per_campaign, "caps.per_campaign")
+            if self.per_period is not None and self.per_period.count > self.per_campaign:
+                raise _invalid(
+                    "caps.per_period.count",
+                    f"{self.per_period.count} per {self.per_period.period} is more than the {self.per_campaign} of the whole campaign",
+                )
+        if self.budget_fen is not None:
+            _fen(self.budget_fen, "caps.budget")
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One customer's grants so far in one campaign.
+
+    ``period_key`` is the period of the latest grant and ``period_count`` the
+    grants within it; ``total_count`` counts every grant not revoked.
+    """
+
+    total_count: int = 0
+    period_key: str | None = None
+    period_count: int = 0
+
+    def __post_init__(self) -> None:
+        for name, value in (("total_count", self.total_count), ("period_count", self.period_count)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise RequestError(RejectCode.FIELD_INVALID, f"usage.{name}", f"{name} must be a whole number >= 0")
+        if self.period_key is None:
+            if self.period_count:
+                raise RequestError(RejectCode.FIELD_INVALID, "usage.period_count", "a period count needs a period key")
+        elif not isinstance(self.period_key, str) or not 0 < len(self.period_key) <= PERIOD_KEY_LEN_MAX:
+            raise RequestError(RejectCode.FIELD_INVALID, "usage.period_key", f"period key must be 1..{PERIOD_KEY_LEN_MAX} characters")
+        if self.period_count > self.total_count:
+            raise RequestError(RejectCode.FIELD_INVALID, "usage.period_count", "period count exceeds the total count")
+
+    def after_grant(self, period_key: str) -> Usage:
+        """The usage after one more grant in ``period_key`` (a new key starts a new period count)."""
+        count = self.period_count + 1 if period_key == self.period_key else 1
+        return Usage(self.total_count + 1, period_key, count)
+
+    def after_revoke(self, period_key: str) -> Usage:
+        """The usage after the grant made in ``period_key`` was reversed; counts never go below zero."""
+        total = max(self.total_count - 1, 0)
+        count = max(self.period_count - 1, 0) if period_key == self.period_key else self.period_count
+        return Usage(total, self.period_key, min(count, total))
+
+
+@dataclass(frozen=True)
+class CampaignRule:
+    """One campaign: its window, trigger, reward and caps. Build it with :meth:`from_yaml` or :meth:`from_mapping`."""
+
+    id: str
+    name: str
+    name_en: str | None
+    description: str | None
+    start: date  # first day, inclusive, in ``timezone``
+    end: date  # last day, inclusive, in ``timezone``
+    timezone: str
+    trigger: Trigger
+    reward: Reward
+    caps: Caps
+
+    def __post_init__(self) -> None:
+        _text(self.id, "id", CAMPAIGN_ID_LEN_MAX, _ID_RE)
+        _text(self.name, "name", CAMPAIGN_NAME_LEN_MAX, _NAME_RE)
+        if self.name_en is not None:
+            _text(self.name_en, "name_en", CAMPAIGN_NAME_LEN_MAX, _NAME_RE)
+        if self.description is not None:
+            _text(self.description, "description", CAMPAIGN_DESCRIPTION_LEN_MAX)
+        for field, day in (("window.start", self.start), ("window.end", self.end)):
+            if isinstance(day, datetime) or not isinstance(day, date):
+                raise _invalid(field, "must be a calendar date")
+        if self.end < self.start:
+            raise _invalid("window.end", f"the campaign ends on {self.end} before it starts on {self.start}")
+        days = (self.end - self.start).days + 1
+        if days > CAMPAIGN_DAYS_MAX:
+            raise _invalid("window.end", f"the campaign lasts {days} days, more than {CAMPAIGN_DAYS_MAX}")
+        _zone(self.timezone)
+        for field, value, cls in (("trigger", self.trigger, Trigger), ("reward", self.reward, Reward), ("caps", self.caps, Caps)):
+            if not isinstance(value, cls):
+                raise _invalid(field, f"must be a {cls.__name__}")
+        budget = self.caps.budget_fen
+        if budget is not None and budget < self.reward.amount_fen:
+            reward = format_amount(self.reward.amount_fen)
+            raise _invalid("caps.budget", f"budget {format_amount(budget)} is less than one reward of {reward}")
+
+    # --- Named constructors and the canonical form ---
+
+    @classmethod
+    def from_yaml(cls, text: str, source: str = "<campaign>") -> CampaignRule:
+        """Read a campaign file; ``source`` (the file name) prefixes error messages with the line."""
+        data, lines = _read_yaml(text, source)
+        return _load(data, source, lines)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *, source: str = "<mapping>") -> CampaignRule:
+        """Build from parsed data in the file's shape (dates as ``date`` or ISO text, amounts as text)."""
+        return _load(data, source, {})
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "<json>") -> CampaignRule:
+        """Build from the stored form written by :meth:`to_json`."""
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise _invalid(None, f"{source}: not JSON: {exc}") from exc
+        return _load(data, source, {})
+
+    def to_mapping(self) -> dict[str, Any]:
+        """The canonical form: the file's shape, amounts as ``"12.34"``, dates as ISO text, absent options left out."""
+        out: dict[str, Any] = {"id": self.id, "name": self.name}
+        if self.name_en is not None:
+            out["name_en"] = self.name_en
+        if self.description is not None:
+            out["description"] = self.description
+        out["window"] = {"start": self.start.isoformat(), "end": self.end.isoformat(), "timezone": self.timezone}
+        trigger: dict[str, Any] = {"kind": self.trigger.kind.value, "amount_min": format_amount(self.trigger.amount_min_fen)}
+        if self.trigger.channels is not None:
+            trigger["channels"] = [channel.value for channel in Channel if channel in self.trigger.channels]
+        out["trigger"] = trigger
+        out["reward"] = {
+            "amount": format_amount(self.reward.amount_fen),
+            "source_account": self.reward.source_account,
+            "target_account_kind": self.reward.target_account_kind.value,
+        }
+        caps: dict[str, Any] = {}
+        if self.caps.per_period is not None:
+            caps["per_period"] = {"period": self.caps.per_period.period.value, "count": self.caps.per_period.count}
+        if self.caps.per_campaign is not None:
+            caps["per_campaign"] = self.caps.per_campaign
+        if self.caps.budget_fen is not None:
+            caps["budget"] = format_amount(self.caps.budget_fen)
+        out["caps"] = caps
+        return out
+
+    def to_json(self) -> str:
+        """The canonical JSON text (sorted keys, compact, UTF-8 text kept) for the database."""
+        return json.dumps(self.to_mapping(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    # --- Time ---
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The campaign's time zone."""
+        return ZoneInfo(self.timezone)
+
+    def local_date(self, ts_us: int) -> date:
+        """The calendar date in the campaign's time zone at the instant ``ts_us``."""
+        return datetime_from_ts_us(ts_us).astimezone(self.zone).date()
+
+    def in_window(self, ts_us: int) -> bool:
+        """Whether ``ts_us`` falls on one of the campaign's days (from local midnight of the first to local midnight after the last)."""
+        return self.start <= self.local_date(ts_us) <= self.end
+
+    def period_key(self, ts_us: int) -> str:
+        """The key of the per-period cap's period at ``ts_us`` (:data:`DEFAULT_PERIOD` when there is no such cap)."""
+        period = self.caps.per_period.period if self.caps.per_period is not None else DEFAULT_PERIOD
+        return period_key_of(period, self.local_date(ts_us))
+
+    # --- Decision ---
+
+    def qualifies(self, kind: TransferKind, amount_fen: int, channel: Channel, ts_us: int) -> bool:
+        """Whether a posted transfer earns the reward, caps aside: kind, amount, channel and time."""
+        if isinstance(amount_fen, bool) or not isinstance(amount_fen, int):
+            raise RequestError(RejectCode.AMOUNT_MALFORMED, "amount", "amount must be an integer number of fen")
+        return (
+            kind == self.trigger.kind
+            and amount_fen >= self.trigger.amount_min_fen
+            and (self.trigger.channels is None or channel in self.trigger.channels)
+            and self.in_window(ts_us)
+        )
+
+    def decide(self, usage: Usage, budget_used_fen: int, ts_us: int) -> Outcome:
+        """Whether a qualifying transfer at ``ts_us`` is granted the reward.
+
+        Checks, in order: the campaign cap on ``usage.total_count``; the
+        period cap on ``usage.period_count``, which counts only when
+        ``usage.period_key`` is the period of ``ts_us``; and the budget, which
+        the reward must not take above. Call it only when :meth:`qualifies`.
+        """
+        if not isinstance(usage, Usage):
+            raise RequestError(RejectCode.FIELD_INVALID, "usage", "usage must be a Usage")
+        if isinstance(budget_used_fen, bool) or not isinstance(budget_used_fen, int) or budget_used_fen < 0:
+            raise RequestError(RejectCode.FIELD_INVALID, "budget_used", "budget used must be a whole number of fen >= 0")
+        key = self.period_key(ts_us)
+        caps = self.caps
+        if caps.per_campaign is not None and usage.total_count >= caps.per_campaign:
+            return Outcome.REFUSED_CAMPAIGN_CAP
+        if caps.per_period is not None:
+            count = usage.period_count if usage.period_key == key else 0
+            if count >= caps.per_period.count:
+                return Outcome.REFUSED_PERIOD_CAP
+        if caps.budget_fen is not None and budget_used_fen + self.reward.amount_fen > caps.budget_fen:
+            return Outcome.REFUSED_BUDGET
+        return Outcome.GRANTED
+
+
+# --- Loading ---------------------------------------------------------------------
+# ``lines`` maps the JSON path of every key in a file (``trigger.amount_min``,
+# ``trigger.channels[1]``) to its 1-based line.
+
+
+def campaign_schema() -> dict[str, Any]:
+    """A fresh copy of the campaign JSON Schema (package data)."""
+    text = resources.files(__package__ or "simwallet.gateway.promotions").joinpath(SCHEMA_RESOURCE).read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@functools.cache
+def _validator() -> Draft202012Validator:
+    # Built once: the schema is immutable package data.
+    return Draft202012Validator(campaign_schema())
+
+
+def _dotted(path: Iterable[str | int]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _line_of(field: str | None, lines: Mapping[str, int]) -> int | None:
+    """The line of ``field``, or of its nearest ancestor present in the file."""
+    while field:
+        if field in lines:
+            return lines[field]
+        parent = _PARENT_RE.fullmatch(field)
+        field = parent[1] if parent else ""
+    return None
+
+
+def _located(source: str, lines: Mapping[str, int], field: str | None, message: str) -> RequestError:
+    line = _line_of(field, lines)
+    where = f"{source}:{line}" if line is not None else source
+    return _invalid(field, f"{where}: {field}: {message}" if field else f"{where}: {message}")
+
+
+class _CampaignLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that timestamps stay text.
+
+    An unquoted ``2026-05-16`` then reaches the schema and the date parser as
+    ``"2026-05-16"``, so an impossible date (``2026-02-30``) or a time of day is
+    refused with its field and line instead of escaping as a bare ValueError.
+    """
+
+
+def _timestamp_as_text(loader: yaml.SafeLoader, node: yaml.Node) -> str:
+    assert isinstance(node, yaml.ScalarNode)  # the resolver tags only scalars as timestamps
+    return loader.construct_scalar(node)
+
+
+_CampaignLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
+
+
+def _read_yaml(text: str, source: str) -> tuple[object, dict[str, int]]:
+    if not isinstance(text, str):
+        raise _invalid(None, f"{source}: a campaign file is read as text")
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > CAMPAIGN_FILE_BYTES_MAX:
+        raise _invalid(None, f"{source}: {size} bytes, more than the {CAMPAIGN_FILE_BYTES_MAX} a campaign file may have")
+    lines: dict[str, int] = {}
+    try:
+        _prescan(text, source)
+        loader = _CampaignLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None, lines
+            _record_lines(node, (), lines, source)
+            data: object = loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc, source) from exc
+    return data, lines
+
+
+def _prescan(text: str, source: str) -> None:
+    """Bound the nesting and refuse anchors and aliases, before anything recursive runs."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_CampaignLoader):
+        line = event.start_mark.line + 1 if event.start_mark is not None else "?"
+        if isinstance(event, yaml.NodeEvent) and (event.anchor is not None or isinstance(event, yaml.AliasEvent)):
+            raise _invalid(None, f"{source}:{line}: anchors and aliases (& and *) are not allowed in a campaign file")
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > CAMPAIGN_NESTING_DEPTH_MAX:
+                raise _invalid(None, f"{source}:{line}: nested deeper than {CAMPAIGN_NESTING_DEPTH_MAX} levels")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _record_lines(node: yaml.Node, path: tuple[str | int, ...], lines: dict[str, int], source: str) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != _STR_TAG:
+                field = _dotted(path) or None
+                raise _invalid(field, f"{source}:{line}: keys must be plain names, not {key_node.tag.rsplit(':', 1)[-1]}")
+            child = (*path, key_node.value)
+            field = _dotted(child)
+            if key_node.value in seen:
+                raise _invalid(field, f"{source}:{line}: {field}: given twice (first on line {seen[key_node.value]})")
+            seen[key_node.value] = lines[field] = line
+            _record_lines(value_node, child, lines, source)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            child = (*path, index)
+            lines[_dotted(child)] = item.start_mark.line + 1
+            _record_lines(item, child, lines, source)
+
+
+def _yaml_error(exc: yaml.YAMLError, source: str) -> RequestError:
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        problem = exc.problem or "malformed YAML"
+        context = f" ({exc.context})" if exc.context else ""
+        return _invalid(None, f"{source}:{exc.problem_mark.line + 1}: {problem}{context}")
+    return _invalid(None, f"{source}: {exc}")
+
+
+def _plain(value: object, depth: int = 0) -> object:
+    """Copy mappings to dicts and sequences to lists, which is what JSON Schema validates."""
+    if depth > CAMPAIGN_NESTING_DEPTH_MAX:
+        raise _invalid(None, f"nested deeper than {CAMPAIGN_NESTING_DEPTH_MAX} levels")
+    if isinstance(value, Mapping):
+        return {key: _plain(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return [_plain(item, depth + 1) for item in value]
+    return value
+
+
+def _load(data: object, source: str, lines: Mapping[str, int]) -> CampaignRule:
+    plain = _plain(data)
+    # Python callers (and yaml.safe_load) give dates as date objects; the schema describes the ISO text.
+    window = plain.get("window") if isinstance(plain, dict) else None
+    if isinstance(window, dict):
+        for key in ("start", "end"):
+            if isinstance(window.get(key), date):
+                window[key] = window[key].isoformat()  # a datetime gets a "T" and fails the schema's pattern
+    errors = list(_validator().iter_errors(plain))
+    if errors:
+        explained = [(*_explain(error), error) for error in errors]
+        field, message, error = min(explained, key=lambda item: (_line_of(item[0], lines) or 0, item[0] or ""))
+        raise _located(source, lines, field, message) from error
+    assert isinstance(plain, dict)  # the schema's top-level "type": "object"
+    try:
+        return _build(plain)
+    except RequestError as exc:
+        raise _located(source, lines, exc.field, exc.message) from exc
+
+
+def _explain(error: ValidationError) -> tuple[str | None, str]:
+    """The JSON path and a plain sentence for one schema violation."""
+    path = list(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    instance: Any = error.instance
+    expected: Any = error.validator_value
+    match error.validator:
+        case "required":
+            missing = [name for name in expected if name not in instance]
+            return _dotted([*path, missing[0]]), "is required but missing"
+        case "additionalProperties":
+            known = list(schema.get("properties", {}))
+            extra = [name for name in instance if name not in known]
+            return _dotted([*path, str(extra[0])]), f"is not a known field here (known: {', '.join(known)})"
+        case "type" if expected == "string" and isinstance(instance, int | float) and not isinstance(instance, bool):
+            message = f"YAML read {instance!r} as a number; write amounts and text in quotes, such as \"100.00\""
+        case "type":
+            message = f"must be {expected}, not {_json_type(instance)}"
+        case "enum":
+            message = f"{_short.repr(instance)} is not one of {', '.join(map(str, expected))}"
+        case "pattern":
+            description = schema.get("description", f"the form {expected}")
+            message = f"{_short.repr(instance)} is not of the required form: {description}"
+        case "minLength" | "maxLength":
+            message = f"must have {'at least' if error.validator == 'minLength' else 'at most'} {expected} characters"
+        case "minimum" | "maximum":
+            message = f"must be {'at least' if error.validator == 'minimum' else 'at most'} {expected}, not {_short.repr(instance)}"
+        case "minItems":
+            message = f"must list at least {expected} item(s)"
+        case "uniqueItems":
+            message = "lists an item twice"
+        case _:
+            message = error.message[:ERROR_VALUE_LEN_MAX * 4]
+    return _dotted(path) or None, message
+
+
+_JSON_TYPE_NAMES: Final[tuple[tuple[type, str], ...]] = (
+    (bool, "true/false"), (int, "a number"), (float, "a number"), (str, "text"), (dict, "a mapping"), (list, "a list"),
+)
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "empty"
+    return next((name for cls, name in _JSON_TYPE_NAMES if isinstance(value, cls)), type(value).__name__)
+
+
+def _iso_date(text: str, field: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise _invalid(field, f"{text!r} is not a calendar date") from exc
+
+
+def _build(data: dict[str, Any]) -> CampaignRule:
+    """Turn schema-valid data into a rule; the dataclasses check the values."""
+    window = data["window"]
+    trigger = data["trigger"]
+    reward = data["reward"]
+    caps = data.get("caps", {})
+    channels = trigger.get("channels")
+    per_period = caps.get("per_period")
+    budget = caps.get("budget")
+    return CampaignRule(
+        id=data["id"],
+        name=data["name"],
+        name_en=data.get("name_en"),
+        description=data.get("description"),
+        start=_iso_date(window["start"], "window.start"),
+        end=_iso_date(window["end"], "window.end"),
+        timezone=window.get("timezone", DEFAULT_TIMEZONE),
+        trigger=Trigger(
+            kind=TransferKind(trigger["kind"]),
+            amount_min_fen=_parse_fen(trigger["amount_min"], "trigger.amount_min"),
+            channels=None if channels is None else frozenset(Channel(channel) for channel in channels),
+        ),
+        reward=Reward(
+            amount_fen=_parse_fen(reward["amount"], "reward.amount"),
+            source_account=reward["source_account"],
+            target_account_kind=AccountKind(reward["target_account_kind"]),
+        ),
+        caps=Caps(
+            per_period=None if per_period is None else PeriodCap(Period(per_period["period"]), per_period["count"]),
+            per_campaign=caps.get("per_campaign"),
+            budget_fen=None if budget is None else _parse_fen(budget, "caps.budget"),
+        ),
+    )
