@@ -19,6 +19,7 @@ import enum
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from simwallet.gateway.errors import RejectCode, RequestError
 from simwallet.gateway.money import check_amount
@@ -34,6 +35,9 @@ ACCOUNT_REF_LEN_MAX = 64
 PENDING_TIMEOUT_S_MAX = 30 * 24 * 3600
 # Members of one linked chain (a top-up, its bonus, a commission, a fee …).
 LINKED_CHAIN_LEN_MAX = 16
+# Account and transfer ids are signed 64-bit columns: a larger id names no row,
+# and the database drivers refuse to even compare with it.
+ID_MAX = 2**63 - 1
 
 
 class AccountKind(enum.StrEnum):
@@ -117,10 +121,26 @@ def _check_key(key: str) -> None:
 def _check_ref(value: int | str, field_name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise RequestError(RejectCode.FIELD_INVALID, field_name, "account must be an id or a reference")
-    if isinstance(value, int) and value <= 0:
+    if isinstance(value, int) and not 0 < value <= ID_MAX:
         raise RequestError(RejectCode.ACCOUNT_NOT_FOUND, field_name, f"no account {value}")
     if isinstance(value, str) and not 0 < len(value) <= ACCOUNT_REF_LEN_MAX:
         raise RequestError(RejectCode.FIELD_INVALID, field_name, f"account reference must be 1..{ACCOUNT_REF_LEN_MAX} characters")
+
+
+def _check_transfer_id(value: int, field_name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= ID_MAX:
+        raise RequestError(RejectCode.FIELD_INVALID, field_name, f"{field_name} must be a transfer id")
+
+
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def _member(enum_type: type[_E], value: object, field_name: str) -> _E:
+    """``enum_type(value)``, refused as a request error naming the field rather than a bare ValueError."""
+    try:
+        return enum_type(value)
+    except (ValueError, TypeError):
+        raise RequestError(RejectCode.FIELD_INVALID, field_name, f"{value!r} is not a {field_name}") from None
 
 
 def _canonical(kind: str, body: dict[str, object]) -> bytes:
@@ -154,16 +174,20 @@ class Transfer:
         if self.debit_account == self.credit_account:
             raise RequestError(RejectCode.ACCOUNTS_MUST_BE_DIFFERENT, "credit_account", "debit and credit account must differ")
         check_amount(self.amount)
-        object.__setattr__(self, "kind", TransferKind(self.kind))
-        object.__setattr__(self, "channel", Channel(self.channel))
+        object.__setattr__(self, "kind", _member(TransferKind, self.kind, "kind"))
+        object.__setattr__(self, "channel", _member(Channel, self.channel, "channel"))
         if self.kind in _INTERNAL_KINDS:
             raise RequestError(RejectCode.FIELD_INVALID, "kind", f"kind {self.kind} is made by the ledger itself")
+        if isinstance(self.timeout_s, bool) or not isinstance(self.timeout_s, int):
+            raise RequestError(RejectCode.FIELD_INVALID, "timeout_s", "timeout_s must be a whole number of seconds")
         if self.pending:
             if not 0 < self.timeout_s <= PENDING_TIMEOUT_S_MAX:
                 raise RequestError(RejectCode.FIELD_INVALID, "timeout_s",
                     f"a pending transfer needs a timeout of 1..{PENDING_TIMEOUT_S_MAX} s")
         elif self.timeout_s:
             raise RequestError(RejectCode.FIELD_INVALID, "timeout_s", "only pending transfers have a timeout")
+        if not isinstance(self.memo, str):
+            raise RequestError(RejectCode.FIELD_INVALID, "memo", "memo must be text")
         if len(self.memo) > MEMO_LEN_MAX:
             raise RequestError(RejectCode.FIELD_INVALID, "memo", f"memo longer than {MEMO_LEN_MAX} characters")
 
@@ -186,9 +210,8 @@ class PostPending:
 
     def __post_init__(self) -> None:
         _check_key(self.idempotency_key)
-        if isinstance(self.pending_id, bool) or not isinstance(self.pending_id, int) or self.pending_id <= 0:
-            raise RequestError(RejectCode.FIELD_INVALID, "pending_id", "pending_id must be a transfer id")
-        object.__setattr__(self, "channel", Channel(self.channel))
+        _check_transfer_id(self.pending_id, "pending_id")
+        object.__setattr__(self, "channel", _member(Channel, self.channel, "channel"))
 
     def body(self) -> bytes:
         return _canonical("post", {"pending_id": self.pending_id, "channel": self.channel.value})
@@ -204,9 +227,8 @@ class VoidPending:
 
     def __post_init__(self) -> None:
         _check_key(self.idempotency_key)
-        if isinstance(self.pending_id, bool) or not isinstance(self.pending_id, int) or self.pending_id <= 0:
-            raise RequestError(RejectCode.FIELD_INVALID, "pending_id", "pending_id must be a transfer id")
-        object.__setattr__(self, "channel", Channel(self.channel))
+        _check_transfer_id(self.pending_id, "pending_id")
+        object.__setattr__(self, "channel", _member(Channel, self.channel, "channel"))
 
     def body(self) -> bytes:
         return _canonical("void", {"pending_id": self.pending_id, "channel": self.channel.value})
@@ -227,9 +249,10 @@ class Reverse:
 
     def __post_init__(self) -> None:
         _check_key(self.idempotency_key)
-        if isinstance(self.transfer_id, bool) or not isinstance(self.transfer_id, int) or self.transfer_id <= 0:
-            raise RequestError(RejectCode.FIELD_INVALID, "transfer_id", "transfer_id must be a transfer id")
-        object.__setattr__(self, "channel", Channel(self.channel))
+        _check_transfer_id(self.transfer_id, "transfer_id")
+        object.__setattr__(self, "channel", _member(Channel, self.channel, "channel"))
+        if not isinstance(self.memo, str):
+            raise RequestError(RejectCode.FIELD_INVALID, "memo", "memo must be text")
         if len(self.memo) > MEMO_LEN_MAX:
             raise RequestError(RejectCode.FIELD_INVALID, "memo", f"memo longer than {MEMO_LEN_MAX} characters")
 

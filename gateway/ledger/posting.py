@@ -10,15 +10,16 @@ produces the rows to insert and the account rows to update, and the driver
 writes them in one database transaction. A linked chain is applied on a
 snapshot that is dropped if any member fails.
 
-Transfer ids are not known while applying: new rows get provisional ids
-(negative numbers) that the driver replaces after it has drawn real ones.
+Transfer ids come from ``next_id``, which the driver feeds from ids it drew
+under the batch's locks; a request that is rolled back leaves a gap.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from simwallet.gateway.errors import RejectCode, RequestError
 from simwallet.gateway.ledger.limits import Spent, Tier, check_inflow, check_outflow
@@ -116,18 +117,54 @@ class References:
     existing: dict[str, tuple[bytes, list[PostedTransfer]]] = field(default_factory=dict)
 
 
-@dataclass
-class _State:
-    accounts: dict[int, AccountRow]
-    campaigns: dict[str, CampaignState]
-    new_rows: list[PostedTransfer]
-    new_holds: dict[int, int]
-    closed_holds: set[int]
-    events: list[CampaignEvent]
-    resolved: dict[int, Phase]
-    reversed: set[int]
-    seen: dict[str, tuple[bytes, list[PostedTransfer]]]
-    grants: dict[int, list[Grant]]
+class _Journal:
+    """An undo log: every change to a workspace goes through it, so that a refused
+    request or linked chain is rolled back exactly, at a cost proportional to
+    what it changed (not to the size of the batch)."""
+
+    def __init__(self) -> None:
+        self._undo: list[Callable[[], object]] = []
+
+    def mark(self) -> int:
+        return len(self._undo)
+
+    def rollback(self, mark: int) -> None:
+        while len(self._undo) > mark:
+            self._undo.pop()()
+
+    def forget(self) -> None:
+        """Nothing before this point will be rolled back."""
+        self._undo.clear()
+
+    def set(self, obj: object, name: str, value: object) -> None:
+        old = getattr(obj, name)
+        self._undo.append(lambda: setattr(obj, name, old))
+        setattr(obj, name, value)
+
+    def add_to(self, row: AccountRow, name: str, delta: int) -> None:
+        self.set(row, name, getattr(row, name) + delta)
+
+    def append(self, items: list[Any], item: object) -> None:
+        items.append(item)
+        self._undo.append(items.pop)
+
+    def put(self, mapping: dict[Any, Any], key: object, value: object) -> None:
+        if key in mapping:
+            old = mapping[key]
+            self._undo.append(lambda: mapping.__setitem__(key, old))
+        else:
+            self._undo.append(lambda: mapping.pop(key))
+        mapping[key] = value
+
+    def pop(self, mapping: dict[Any, Any], key: object) -> Any:
+        old = mapping.pop(key)
+        self._undo.append(lambda: mapping.__setitem__(key, old))
+        return old
+
+    def add(self, items: set[Any], item: object) -> None:
+        if item not in items:
+            items.add(item)
+            self._undo.append(lambda: items.discard(item))
 
 
 class Workspace:
@@ -141,46 +178,29 @@ class Workspace:
         campaigns: dict[str, CampaignState],
         references: References,
         now_us: int,
+        next_id: Callable[[], int],
     ) -> None:
         self._refs_to_ids = refs_to_ids
         self._tiers = tiers
         self._refs = references
         self._now_us = now_us
-        self._next_temp_id = -1
-        # Body hash per provisional id. Outside the snapshotted state: provisional
-        # ids are never reused, so a dropped row's entry is simply never read.
+        self._next_id = next_id
+        # Body hash per transfer id. Not journaled: ids are never reused, so a
+        # dropped row's entry is simply never read.
         self._digests: dict[int, bytes] = {}
-        self._s = _State(
-            accounts=accounts, campaigns=campaigns, new_rows=[], new_holds={}, closed_holds=set(), events=[],
-            resolved=dict(references.resolved), reversed=set(references.reversed), seen={},
-            grants={k: list(v) for k, v in references.grants.items()},
-        )
-
-    # -- results ---------------------------------------------------------------
-
-    @property
-    def new_rows(self) -> list[PostedTransfer]:
-        return self._s.new_rows
-
-    @property
-    def new_holds(self) -> dict[int, int]:
-        return self._s.new_holds
-
-    @property
-    def closed_holds(self) -> set[int]:
-        return self._s.closed_holds
-
-    @property
-    def events(self) -> list[CampaignEvent]:
-        return self._s.events
-
-    @property
-    def accounts(self) -> dict[int, AccountRow]:
-        return self._s.accounts
-
-    @property
-    def campaigns(self) -> dict[str, CampaignState]:
-        return self._s.campaigns
+        self._j = _Journal()
+        # What the driver writes once the batch is applied.
+        self.accounts = accounts
+        self.campaigns = campaigns
+        self.new_rows: list[PostedTransfer] = []
+        self.new_holds: dict[int, int] = {}  # transfer id -> expiry
+        self.closed_holds: set[int] = set()
+        self.events: list[CampaignEvent] = []
+        # Two-phase, reversal and idempotency state as changed by this batch.
+        self._resolved = dict(references.resolved)
+        self._reversed = set(references.reversed)
+        self._seen: dict[str, tuple[bytes, list[PostedTransfer]]] = {}
+        self._grants = {k: list(v) for k, v in references.grants.items()}
 
     # -- applying --------------------------------------------------------------
 
@@ -188,42 +208,40 @@ class Workspace:
         """Apply one batch item; a linked chain yields one result per member."""
         if isinstance(item, Linked):
             return self._apply_linked(item)
-        snapshot = self._snapshot()
+        mark = self._j.mark()
         try:
-            return [self._apply_one(item)]
+            result = self._apply_one(item)
         except RequestError as exc:
-            self._s = snapshot
+            self._j.rollback(mark)
             return [Result(item.idempotency_key, error=exc)]
+        self._j.forget()
+        return [result]
 
     def _apply_linked(self, chain: Linked) -> list[Result]:
-        snapshot = self._snapshot()
+        mark = self._j.mark()
         results: list[Result] = []
         for request in chain.requests:
             try:
                 results.append(self._apply_one(request))
             except RequestError as failed:
-                self._s = snapshot
+                self._j.rollback(mark)
                 others = RequestError(RejectCode.LINKED_EVENT_FAILED, "linked",
                                       f"another transfer of the linked chain failed: {failed}")
                 return [Result(r.idempotency_key, error=failed if i == len(results) else others)
                         for i, r in enumerate(chain.requests)]
+        self._j.forget()
         return results
-
-    def _snapshot(self) -> _State:
-        # Account rows and campaign states are small; copying those the batch
-        # holds is cheaper than undo logs and obviously right.
-        return copy.deepcopy(self._s)
 
     def _apply_one(self, request: Request) -> Result:
         key = request.idempotency_key
         digest = body_hash(request)
-        prior = self._s.seen.get(key) or self._refs.existing.get(key)
+        prior = self._seen.get(key) or self._refs.existing.get(key)
         if prior is not None:
             if prior[0] != digest:
                 raise RequestError(RejectCode.IDEMPOTENCY_CONFLICT, "idempotency_key",
                                    f"idempotency key {key!r} was used before for a different request")
             return Result(key, transfers=tuple(prior[1]), duplicate=True)
-        start = len(self._s.new_rows)
+        start = len(self.new_rows)
         if isinstance(request, Transfer):
             self._transfer(request, digest)
         elif isinstance(request, PostPending | VoidPending):
@@ -231,15 +249,15 @@ class Workspace:
             self._resolve(request.pending_id, key, digest, request.channel, phase)
         else:
             self._reverse(request, digest)
-        rows = self._s.new_rows[start:]
-        self._s.seen[key] = (digest, rows)
+        rows = self.new_rows[start:]
+        self._j.put(self._seen, key, (digest, rows))
         return Result(key, transfers=tuple(rows))
 
     # -- accounts ----------------------------------------------------------------
 
     def _account(self, ref: int | str, field_name: str) -> AccountRow:
         account_id = ref if isinstance(ref, int) else self._refs_to_ids.get(ref)
-        row = self._s.accounts.get(account_id) if account_id is not None else None
+        row = self.accounts.get(account_id) if account_id is not None else None
         if row is None:
             raise RequestError(RejectCode.ACCOUNT_NOT_FOUND, field_name, f"no account {ref!r}")
         return row
@@ -271,7 +289,7 @@ class Workspace:
         amount = request.amount
         tier = self._tier(debit)
         if tier is not None:
-            debit.spent = check_outflow(tier, debit.spent, amount, self._now_us)
+            self._j.set(debit, "spent", check_outflow(tier, debit.spent, amount, self._now_us))
         tier = self._tier(credit)
         if tier is not None:
             check_inflow(tier, credit.credits_posted + credit.credits_pending - credit.debits_posted, amount)
@@ -283,12 +301,12 @@ class Workspace:
             expires_us=self._now_us + request.timeout_s * 1_000_000 if request.pending else None,
         )
         if request.pending:
-            _add(debit, "debits_pending", amount)
-            _add(credit, "credits_pending", amount)
-            self._s.new_holds[row.id] = row.expires_us or 0
+            self._j.add_to(debit, "debits_pending", amount)
+            self._j.add_to(credit, "credits_pending", amount)
+            self._j.put(self.new_holds, row.id, row.expires_us or 0)
         else:
-            _add(debit, "debits_posted", amount)
-            _add(credit, "credits_posted", amount)
+            self._j.add_to(debit, "debits_posted", amount)
+            self._j.add_to(credit, "credits_posted", amount)
             self._promote(row, debit, credit)
 
     def _resolve(self, pending_id: int, key: str, digest: bytes, channel: Channel, phase: Phase) -> None:
@@ -298,48 +316,49 @@ class Workspace:
             raise RequestError(RejectCode.TRANSFER_NOT_FOUND, "pending_id", f"no transfer {pending_id}")
         if pending.phase != Phase.PENDING:
             raise RequestError(RejectCode.NOT_PENDING, "pending_id", f"transfer {pending.id} is not pending")
-        done = self._s.resolved.get(pending.id)
+        done = self._resolved.get(pending.id)
         if done is not None:
             code, verb = _RESOLVED[done]
             raise RequestError(code, "pending_id", f"transfer {pending.id} was already {verb}")
         posting = phase == Phase.POST
         if posting and pending.expires_us is not None and pending.expires_us <= self._now_us:
             raise RequestError(RejectCode.PENDING_EXPIRED, "pending_id", f"transfer {pending.id} expired")
-        debit = self._s.accounts[pending.debit_account_id]
-        credit = self._s.accounts[pending.credit_account_id]
+        debit = self.accounts[pending.debit_account_id]
+        credit = self.accounts[pending.credit_account_id]
         for account, name in ((debit, "debit_account"), (credit, "credit_account")):
             self._require_status(account, name, correction=not posting)
         amount = pending.amount
-        _add(debit, "debits_pending", -amount)
-        _add(credit, "credits_pending", -amount)
+        self._j.add_to(debit, "debits_pending", -amount)
+        self._j.add_to(credit, "credits_pending", -amount)
         if posting:
-            _add(debit, "debits_posted", amount)
-            _add(credit, "credits_posted", amount)
+            self._j.add_to(debit, "debits_posted", amount)
+            self._j.add_to(credit, "credits_posted", amount)
         elif self._tier(debit) is not None:
-            debit.spent = debit.spent.give_back(amount, pending.ts_us, self._now_us)
+            self._j.set(debit, "spent", debit.spent.give_back(amount, pending.ts_us, self._now_us))
         row = self._row(
             key=key, digest=digest, debit=debit.id, credit=credit.id, amount=amount, currency=pending.currency,
             kind=pending.kind, channel=channel, phase=phase, pending_id=pending.id,
         )
-        self._s.resolved[pending.id] = phase
-        if pending.id in self._s.new_holds:
-            del self._s.new_holds[pending.id]
+        self._j.put(self._resolved, pending.id, phase)
+        if pending.id in self.new_holds:
+            self._j.pop(self.new_holds, pending.id)
         else:
-            self._s.closed_holds.add(pending.id)
+            self._j.add(self.closed_holds, pending.id)
         if posting:
             self._promote(row, debit, credit)
 
     def expire(self, pending_id: int) -> Result:
         """Expire a due hold (driven by the ledger's sweep, not by clients)."""
         key = f"{self._refs.transfers[pending_id].idempotency_key}{DERIVED_KEY_SEP}expire"
-        snapshot = self._snapshot()
-        start = len(self._s.new_rows)
+        mark = self._j.mark()
+        start = len(self.new_rows)
         try:
             self._resolve(pending_id, key, _derived_hash(key), Channel.SYSTEM, Phase.EXPIRE)
         except RequestError as exc:
-            self._s = snapshot
+            self._j.rollback(mark)
             return Result(key, error=exc)
-        return Result(key, transfers=tuple(self._s.new_rows[start:]))
+        self._j.forget()
+        return Result(key, transfers=tuple(self.new_rows[start:]))
 
     def _reverse(self, request: Reverse, digest: bytes) -> None:
         original = self._refs.transfers.get(request.transfer_id)
@@ -349,29 +368,29 @@ class Workspace:
             raise RequestError(RejectCode.NOT_REVERSIBLE, "transfer_id",
                                f"transfer {original.id} ({original.phase.value} {original.kind.value}) cannot be reversed;"
                                " void a pending transfer, reverse the transfer that caused a bonus")
-        if original.id in self._s.reversed:
+        if original.id in self._reversed:
             raise RequestError(RejectCode.ALREADY_REVERSED, "transfer_id", f"transfer {original.id} was already reversed")
         main = self._reversal_row(original, request.idempotency_key, digest, request.channel, request.memo, cause_id=None)
         for caused in self._refs.caused.get(original.id, []):
-            if caused.id in self._s.reversed:
+            if caused.id in self._reversed:
                 continue
             key = f"{request.idempotency_key}{DERIVED_KEY_SEP}rev{DERIVED_KEY_SEP}{caused.id}"
             self._reversal_row(caused, key, _derived_hash(key), request.channel, "", cause_id=main.id)
-        for grant in self._s.grants.pop(original.id, []):
+        for grant in self._j.pop(self._grants, original.id) if original.id in self._grants else []:
             self._revoke(grant, original)
 
     def _reversal_row(self, original: PostedTransfer, key: str, digest: bytes, channel: Channel, memo: str,
                       cause_id: int | None) -> PostedTransfer:
-        debit = self._s.accounts[original.credit_account_id]
-        credit = self._s.accounts[original.debit_account_id]
+        debit = self.accounts[original.credit_account_id]
+        credit = self.accounts[original.debit_account_id]
         self._require_status(debit, "debit_account", correction=True)
         self._require_status(credit, "credit_account", correction=True)
         self._check_balances(debit, credit, original.amount)
-        _add(debit, "debits_posted", original.amount)
-        _add(credit, "credits_posted", original.amount)
+        self._j.add_to(debit, "debits_posted", original.amount)
+        self._j.add_to(credit, "credits_posted", original.amount)
         if self._tier(credit) is not None:
-            credit.spent = credit.spent.give_back(original.amount, original.ts_us, self._now_us)
-        self._s.reversed.add(original.id)
+            self._j.set(credit, "spent", credit.spent.give_back(original.amount, original.ts_us, self._now_us))
+        self._j.add(self._reversed, original.id)
         return self._row(
             key=key, digest=digest, debit=debit.id, credit=credit.id, amount=original.amount,
             currency=original.currency, kind=TransferKind.REVERSAL, channel=channel, phase=Phase.SINGLE,
@@ -396,23 +415,22 @@ class Workspace:
              kind: TransferKind, channel: Channel, phase: Phase, memo: str = "", pending_id: int | None = None,
              reverses_id: int | None = None, cause_id: int | None = None, expires_us: int | None = None) -> PostedTransfer:
         row = PostedTransfer(
-            id=self._next_temp_id, idempotency_key=key, debit_account_id=debit, credit_account_id=credit,
+            id=self._next_id(), idempotency_key=key, debit_account_id=debit, credit_account_id=credit,
             amount=amount, currency=currency, kind=kind, channel=channel, phase=phase, ts_us=self._now_us,
             pending_id=pending_id, reverses_id=reverses_id, cause_id=cause_id, expires_us=expires_us, memo=memo,
         )
-        self._next_temp_id -= 1
-        self._s.new_rows.append(row)
+        self._j.append(self.new_rows, row)
         self._digests[row.id] = digest
         return row
 
-    def digest_of(self, temp_id: int) -> bytes:
-        return self._digests[temp_id]
+    def digest_of(self, transfer_id: int) -> bytes:
+        return self._digests[transfer_id]
 
     # -- promotions --------------------------------------------------------------
 
     def _promote(self, row: PostedTransfer, debit: AccountRow, credit: AccountRow) -> None:
         """Grant the bonuses of every active campaign this posting qualifies for."""
-        for state in self._s.campaigns.values():
+        for state in self.campaigns.values():
             rule = state.rule
             if not rule.qualifies(row.kind, row.amount, row.channel, row.ts_us):
                 continue
@@ -426,46 +444,48 @@ class Workspace:
             amount = 0
             if outcome == Outcome.GRANTED:
                 bonus_id, amount = self._grant(state, row, owner, period_key)
-                state.usage[owner] = usage.after_grant(period_key)
-            self._s.events.append(CampaignEvent(rule.id, owner, row.id, outcome.value, bonus_id, amount, period_key, row.ts_us))
+                self._j.put(state.usage, owner, usage.after_grant(period_key))
+            self._j.append(self.events, CampaignEvent(rule.id, owner, row.id, outcome.value, bonus_id, amount, period_key, row.ts_us))
 
     def _grant(self, state: CampaignState, row: PostedTransfer, owner: str, period_key: str) -> tuple[int, int]:
         rule = state.rule
         target_id = self._refs.owner_accounts.get((owner, rule.reward.target_account_kind.value, row.currency))
-        if target_id is None or target_id not in self._s.accounts:
+        if target_id is None or target_id not in self.accounts:
             raise RequestError(RejectCode.ACCOUNT_NOT_FOUND, "reward.target_account",
                                f"customer {owner} has no {rule.reward.target_account_kind.value} account for campaign {rule.id}")
-        source = self._s.accounts[state.source_account_id]
-        target = self._s.accounts[target_id]
+        source = self.accounts[state.source_account_id]
+        target = self.accounts[target_id]
         amount = rule.reward.amount_fen
         self._require_status(source, "reward.source_account", correction=False)
         self._require_status(target, "reward.target_account", correction=False)
         self._check_balances(source, target, amount)
-        _add(source, "debits_posted", amount)
-        _add(target, "credits_posted", amount)
+        self._j.add_to(source, "debits_posted", amount)
+        self._j.add_to(target, "credits_posted", amount)
         key = f"{row.idempotency_key}{DERIVED_KEY_SEP}bonus{DERIVED_KEY_SEP}{rule.id}"
         bonus = self._row(
             key=key, digest=_derived_hash(key), debit=source.id, credit=target.id, amount=amount, currency=row.currency,
             kind=TransferKind.PROMOTION_BONUS, channel=Channel.SYSTEM, phase=Phase.SINGLE, cause_id=row.id,
             memo=f"campaign {rule.id}"[:64],
         )
-        state.granted_count += 1
-        state.granted_fen += amount
-        self._s.grants.setdefault(row.id, []).append(Grant(rule.id, bonus.id, amount, period_key))
+        self._j.set(state, "granted_count", state.granted_count + 1)
+        self._j.set(state, "granted_fen", state.granted_fen + amount)
+        if row.id not in self._grants:
+            self._j.put(self._grants, row.id, [])
+        self._j.append(self._grants[row.id], Grant(rule.id, bonus.id, amount, period_key))
         return bonus.id, amount
 
     def _revoke(self, grant: Grant, original: PostedTransfer) -> None:
-        state = self._s.campaigns.get(grant.campaign_id)
+        state = self.campaigns.get(grant.campaign_id)
         if state is None:
             return
-        debit = self._s.accounts[original.debit_account_id]
-        credit = self._s.accounts[original.credit_account_id]
+        debit = self.accounts[original.debit_account_id]
+        credit = self.accounts[original.credit_account_id]
         owner = _customer(debit, credit) or ""
         usage = state.usage.get(owner, Usage(0, None, 0))
-        state.usage[owner] = usage.after_revoke(grant.period_key)
-        state.granted_count -= 1
-        state.granted_fen -= grant.amount
-        self._s.events.append(CampaignEvent(grant.campaign_id, owner, original.id, "revoked", grant.bonus_id,
+        self._j.put(state.usage, owner, usage.after_revoke(grant.period_key))
+        self._j.set(state, "granted_count", state.granted_count - 1)
+        self._j.set(state, "granted_fen", state.granted_fen - grant.amount)
+        self._j.append(self.events, CampaignEvent(grant.campaign_id, owner, original.id, "revoked", grant.bonus_id,
                                             grant.amount, grant.period_key, self._now_us))
 
 
@@ -481,10 +501,6 @@ def _customer(debit: AccountRow, credit: AccountRow) -> str | None:
         if row.kind in (AccountKind.CUSTOMER_WALLET, AccountKind.CUSTOMER_AIRTIME, AccountKind.POINTS):
             return row.owner
     return None
-
-
-def _add(row: AccountRow, name: str, delta: int) -> None:
-    setattr(row, name, getattr(row, name) + delta)
 
 
 def _derived_hash(key: str) -> bytes:

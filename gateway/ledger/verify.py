@@ -87,14 +87,18 @@ def _sums(conn: sa.Connection) -> Check:
 
 def _double_entry(conn: sa.Connection) -> Check:
     check = Check("double_entry", "debits equal credits per currency; transfers stay in one currency")
-    totals = sa.select(
-        accounts.c.currency, sa.func.sum(accounts.c.debits_posted), sa.func.sum(accounts.c.credits_posted),
-        sa.func.sum(accounts.c.debits_pending), sa.func.sum(accounts.c.credits_pending),
-    ).group_by(accounts.c.currency)
-    for currency, dpo, cpo, dp, cp in conn.execute(totals):
-        if (dpo or 0) != (cpo or 0) or (dp or 0) != (cp or 0):
-            check.fail(f"{currency}: posted debits {format_amount(dpo or 0)} vs credits {format_amount(cpo or 0)},"
-                       f" pending {format_amount(dp or 0)} vs {format_amount(cp or 0)}")
+    # Summed in Python: the ledger-wide totals may pass 2**63 - 1 although every
+    # account's own sums fit, and SQLite's SUM() raises on integer overflow.
+    totals: dict[str, list[int]] = {}
+    for row in conn.execute(sa.select(accounts.c.currency, accounts.c.debits_posted, accounts.c.credits_posted,
+                                      accounts.c.debits_pending, accounts.c.credits_pending)):
+        total = totals.setdefault(row.currency, [0, 0, 0, 0])
+        for n, value in enumerate(row[1:]):
+            total[n] += value
+    for currency, (dpo, cpo, dp, cp) in sorted(totals.items()):
+        if dpo != cpo or dp != cp:
+            check.fail(f"{currency}: posted debits {format_amount(dpo)} vs credits {format_amount(cpo)},"
+                       f" pending {format_amount(dp)} vs {format_amount(cp)}")
     debit, credit = accounts.alias("d"), accounts.alias("c")
     mixed = sa.select(transfers.c.id).join(debit, debit.c.id == transfers.c.debit_account_id).join(
         credit, credit.c.id == transfers.c.credit_account_id).where(

@@ -609,7 +609,8 @@ def _record_lines(node: yaml.Node, path: tuple[str | int, ...], lines: dict[str,
             line = key_node.start_mark.line + 1
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != _STR_TAG:
                 field = _dotted(path) or None
-                raise _invalid(field, f"{source}:{line}: keys must be plain names, not {key_node.tag.rsplit(':', 1)[-1]}")
+                where = f"{source}:{line}: {field}:" if field else f"{source}:{line}:"
+                raise _invalid(field, f"{where} keys must be plain names, not {key_node.tag.rsplit(':', 1)[-1]}")
             child = (*path, key_node.value)
             field = _dotted(child)
             if key_node.value in seen:
@@ -626,7 +627,10 @@ def _record_lines(node: yaml.Node, path: tuple[str | int, ...], lines: dict[str,
 def _yaml_error(exc: yaml.YAMLError, source: str) -> RequestError:
     if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
         problem = exc.problem or "malformed YAML"
-        context = f" ({exc.context})" if exc.context else ""
+        context = f" ({exc.context}" if exc.context else ""
+        if context and exc.context_mark is not None:
+            context += f" on line {exc.context_mark.line + 1}"
+        context += ")" if context else ""
         return _invalid(None, f"{source}:{exc.problem_mark.line + 1}: {problem}{context}")
     return _invalid(None, f"{source}: {exc}")
 
@@ -679,7 +683,7 @@ def _explain(error: ValidationError) -> tuple[str | None, str]:
         case "type" if expected == "string" and isinstance(instance, int | float) and not isinstance(instance, bool):
             message = f"YAML read {instance!r} as a number; write amounts and text in quotes, such as \"100.00\""
         case "type":
-            message = f"must be {expected}, not {_json_type(instance)}"
+            message = f"must be {_SCHEMA_TYPE_NAMES.get(str(expected), expected)}, not {_json_type(instance)}"
         case "enum":
             message = f"{_short.repr(instance)} is not one of {', '.join(map(str, expected))}"
         case "pattern":
@@ -698,6 +702,7 @@ def _explain(error: ValidationError) -> tuple[str | None, str]:
     return _dotted(path) or None, message
 
 
+_SCHEMA_TYPE_NAMES: Final = {"integer": "a whole number", "string": "text", "object": "a mapping", "array": "a list"}
 _JSON_TYPE_NAMES: Final[tuple[tuple[type, str], ...]] = (
     (bool, "true/false"), (int, "a number"), (float, "a number"), (str, "text"), (dict, "a mapping"), (list, "a list"),
 )
