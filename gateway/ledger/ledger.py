@@ -275,6 +275,8 @@ class Ledger:
         """Create or change a product tier's limits."""
         if not tier.name or len(tier.name) > 32:
             raise RequestError(RejectCode.FIELD_INVALID, "tier", "tier name must be 1..32 characters")
+        if len(tier.description) > 128:
+            raise RequestError(RejectCode.FIELD_INVALID, "description", "tier description must be at most 128 characters")
         for name in ("per_txn_max", "per_day_max", "per_month_max", "balance_max"):
             value = getattr(tier, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):

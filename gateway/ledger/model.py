@@ -191,10 +191,16 @@ class Transfer:
         if len(self.memo) > MEMO_LEN_MAX:
             raise RequestError(RejectCode.FIELD_INVALID, "memo", f"memo longer than {MEMO_LEN_MAX} characters")
 
-    def body(self) -> bytes:
-        """The canonical request body that the idempotency key is bound to."""
+    def body(self, accounts: tuple[int | str, int | str] | None = None) -> bytes:
+        """The canonical request body that the idempotency key is bound to.
+
+        ``accounts`` gives the debit and credit accounts as resolved by the
+        ledger (ids), so that naming an account by id or by reference is the
+        same request.
+        """
+        debit, credit = accounts or (self.debit_account, self.credit_account)
         return _canonical("transfer", {
-            "debit": self.debit_account, "credit": self.credit_account, "amount": self.amount,
+            "debit": debit, "credit": credit, "amount": self.amount,
             "kind": self.kind.value, "channel": self.channel.value, "currency": self.currency,
             "pending": self.pending, "timeout_s": self.timeout_s, "memo": self.memo,
         })
@@ -283,9 +289,10 @@ BatchItem = Request | Linked
 _INTERNAL_KINDS = frozenset({TransferKind.REVERSAL, TransferKind.PROMOTION_BONUS})
 
 
-def body_hash(request: Request) -> bytes:
+def body_hash(request: Request, accounts: tuple[int | str, int | str] | None = None) -> bytes:
     """A 16-byte digest of the request body, stored beside its idempotency key."""
-    return hashlib.sha256(request.body()).digest()[:16]
+    body = request.body(accounts) if isinstance(request, Transfer) else request.body()
+    return hashlib.sha256(body).digest()[:16]
 
 
 @dataclass(frozen=True)

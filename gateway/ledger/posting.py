@@ -136,13 +136,13 @@ class _Journal:
         """Nothing before this point will be rolled back."""
         self._undo.clear()
 
-    def set(self, obj: object, name: str, value: object) -> None:
+    def assign(self, obj: object, name: str, value: object) -> None:
         old = getattr(obj, name)
         self._undo.append(lambda: setattr(obj, name, old))
         setattr(obj, name, value)
 
     def add_to(self, row: AccountRow, name: str, delta: int) -> None:
-        self.set(row, name, getattr(row, name) + delta)
+        self.assign(row, name, getattr(row, name) + delta)
 
     def append(self, items: list[Any], item: object) -> None:
         items.append(item)
@@ -234,7 +234,7 @@ class Workspace:
 
     def _apply_one(self, request: Request) -> Result:
         key = request.idempotency_key
-        digest = body_hash(request)
+        digest = body_hash(request, self._account_ids(request))
         prior = self._seen.get(key) or self._refs.existing.get(key)
         if prior is not None:
             if prior[0] != digest:
@@ -254,6 +254,14 @@ class Workspace:
         return Result(key, transfers=tuple(rows))
 
     # -- accounts ----------------------------------------------------------------
+
+    def _account_ids(self, request: Request) -> tuple[int | str, int | str] | None:
+        """A transfer's accounts as ids, so that naming an account by id or by reference is the same request."""
+        if not isinstance(request, Transfer):
+            return None
+        return tuple(  # type: ignore[return-value]
+            self._refs_to_ids.get(ref, ref) if isinstance(ref, str) else ref
+            for ref in (request.debit_account, request.credit_account))
 
     def _account(self, ref: int | str, field_name: str) -> AccountRow:
         account_id = ref if isinstance(ref, int) else self._refs_to_ids.get(ref)
@@ -289,7 +297,7 @@ class Workspace:
         amount = request.amount
         tier = self._tier(debit)
         if tier is not None:
-            self._j.set(debit, "spent", check_outflow(tier, debit.spent, amount, self._now_us))
+            self._j.assign(debit, "spent", check_outflow(tier, debit.spent, amount, self._now_us))
         tier = self._tier(credit)
         if tier is not None:
             check_inflow(tier, credit.credits_posted + credit.credits_pending - credit.debits_posted, amount)
@@ -334,7 +342,7 @@ class Workspace:
             self._j.add_to(debit, "debits_posted", amount)
             self._j.add_to(credit, "credits_posted", amount)
         elif self._tier(debit) is not None:
-            self._j.set(debit, "spent", debit.spent.give_back(amount, pending.ts_us, self._now_us))
+            self._j.assign(debit, "spent", debit.spent.give_back(amount, pending.ts_us, self._now_us))
         row = self._row(
             key=key, digest=digest, debit=debit.id, credit=credit.id, amount=amount, currency=pending.currency,
             kind=pending.kind, channel=channel, phase=phase, pending_id=pending.id,
@@ -389,7 +397,7 @@ class Workspace:
         self._j.add_to(debit, "debits_posted", original.amount)
         self._j.add_to(credit, "credits_posted", original.amount)
         if self._tier(credit) is not None:
-            self._j.set(credit, "spent", credit.spent.give_back(original.amount, original.ts_us, self._now_us))
+            self._j.assign(credit, "spent", credit.spent.give_back(original.amount, original.ts_us, self._now_us))
         self._j.add(self._reversed, original.id)
         return self._row(
             key=key, digest=digest, debit=debit.id, credit=credit.id, amount=original.amount,
@@ -467,8 +475,8 @@ class Workspace:
             kind=TransferKind.PROMOTION_BONUS, channel=Channel.SYSTEM, phase=Phase.SINGLE, cause_id=row.id,
             memo=f"campaign {rule.id}"[:64],
         )
-        self._j.set(state, "granted_count", state.granted_count + 1)
-        self._j.set(state, "granted_fen", state.granted_fen + amount)
+        self._j.assign(state, "granted_count", state.granted_count + 1)
+        self._j.assign(state, "granted_fen", state.granted_fen + amount)
         if row.id not in self._grants:
             self._j.put(self._grants, row.id, [])
         self._j.append(self._grants[row.id], Grant(rule.id, bonus.id, amount, period_key))
@@ -483,8 +491,8 @@ class Workspace:
         owner = _customer(debit, credit) or ""
         usage = state.usage.get(owner, Usage(0, None, 0))
         self._j.put(state.usage, owner, usage.after_revoke(grant.period_key))
-        self._j.set(state, "granted_count", state.granted_count - 1)
-        self._j.set(state, "granted_fen", state.granted_fen - grant.amount)
+        self._j.assign(state, "granted_count", state.granted_count - 1)
+        self._j.assign(state, "granted_fen", state.granted_fen - grant.amount)
         self._j.append(self.events, CampaignEvent(grant.campaign_id, owner, original.id, "revoked", grant.bonus_id,
                                             grant.amount, grant.period_key, self._now_us))
 

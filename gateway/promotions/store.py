@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from simwallet.gateway.errors import RejectCode, RequestError
 from simwallet.gateway.ledger.ledger import wall_clock_us
 from simwallet.gateway.promotions.rules import CampaignRule, Outcome
-from simwallet.gateway.store.schema import accounts, campaign_events, campaigns
+from simwallet.gateway.store.schema import accounts, campaign_events, campaign_usage, campaigns
 
 REVOKED = "revoked"
 
@@ -102,9 +102,10 @@ class CampaignStore:
                     str(outcome): int(n) for outcome, n in conn.execute(
                         sa.select(campaign_events.c.outcome, sa.func.count())
                         .where(campaign_events.c.campaign_id == info.id).group_by(campaign_events.c.outcome))}
+                # Customers holding at least one grant that was not taken back.
                 rewarded = conn.execute(
-                    sa.select(sa.func.count(sa.distinct(campaign_events.c.owner)))
-                    .where(campaign_events.c.campaign_id == info.id, campaign_events.c.outcome == Outcome.GRANTED.value)).scalar_one()
+                    sa.select(sa.func.count()).select_from(campaign_usage)
+                    .where(campaign_usage.c.campaign_id == info.id, campaign_usage.c.total_count > 0)).scalar_one()
                 refused = {o.value: counts.get(o.value, 0) for o in Outcome if o != Outcome.GRANTED}
                 budget = info.rule.caps.budget_fen
                 out.append(CampaignReport(

@@ -1,5 +1,28 @@
-"""The ``simwallet`` command line."""
+"""The ``simwallet`` command line (click; one module per command group).
+
+Command tree::
+
+    simwallet [--db URL] [--config FILE] [--json] [-v|-q]
+      ledger  account open|show|list|freeze|unfreeze|close
+              transfer, post-pending, void, reverse, expire
+              balance, history, verify, export
+              tier list|set
+      promo   create, list, show, start, stop, report
+      db      upgrade, current
+
+Modules: ``root`` (the root group, global options, error translation),
+``context`` (the typed :class:`~.context.AppContext`), ``errors`` (exit
+codes), ``params`` (amount and account parameter types), ``render`` (JSON and
+tables), and one module per group: ``ledger``, ``accounts`` and ``tiers``
+(subgroups of ``ledger``), ``promo``, ``db``. The exit codes are listed in
+``simwallet --help`` and in :class:`~.errors.ExitCode`.
+"""
+
+from __future__ import annotations
 
 
 def main() -> None:
-    raise SystemExit(0)
+    """Console-script entry point (``simwallet = simwallet.provisioning.cli:main``)."""
+    from simwallet.provisioning.cli.root import cli
+
+    cli.main(prog_name="simwallet")
