@@ -594,7 +594,7 @@ class Ledger:
             if not rows:
                 return []
             sums = recompute_sums(conn, [account.id], upto_id=rows[0].id).get(account.id, Sums())
-        sign = -1 if account.flags & AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS else 1
+        sign = -1 if account.debit_normal else 1
         balance = sign * (sums.credits_posted - sums.debits_posted)
         out = []
         for t in rows:

@@ -363,19 +363,32 @@ class Account:
     credits_posted: int
 
     @property
+    def debit_normal(self) -> bool:
+        """True for the operator's assets and expenses, whose balance is debits - credits."""
+        return self.kind in DEBIT_NORMAL_KINDS or bool(self.flags & AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS)
+
+    @property
     def balance(self) -> int:
-        """Posted balance in the account's natural direction (credits - debits for customers)."""
-        if self.flags & AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS:
+        """Posted balance in the account's natural direction (credits - debits for customers' money)."""
+        if self.debit_normal:
             return self.debits_posted - self.credits_posted
         return self.credits_posted - self.debits_posted
 
     @property
     def available(self) -> int:
         """Balance less the holds against it."""
-        if self.flags & AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS:
+        if self.debit_normal:
             return self.debits_posted - self.credits_posted - self.credits_pending
         return self.credits_posted - self.debits_posted - self.debits_pending
 
+
+# Accounts on the operator's debit side: what banks owe it (settlement, float)
+# and what it spends (bonuses, commissions). All others are credit-normal:
+# customers', merchants' and billers' money, and the operator's income.
+DEBIT_NORMAL_KINDS = frozenset({
+    AccountKind.BANK_SETTLEMENT, AccountKind.OPERATOR_FLOAT, AccountKind.PROMOTION_EXPENSE,
+    AccountKind.COMMISSION_EXPENSE, AccountKind.SUSPENSE,
+})
 
 DEFAULT_FLAGS: dict[AccountKind, AccountFlags] = {
     AccountKind.CUSTOMER_WALLET: AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,

@@ -255,7 +255,8 @@ def history(app: AppContext, ref: int | str, limit: int, before_id: int | None) 
     for line in lines:
         t = line.transfer
         other = t.credit_account_id if line.direction == "debit" else t.debit_account_id
-        sign = "-" if line.direction == "debit" else "+"
+        # A debit lowers a credit-normal account (a wallet) and raises a debit-normal one (an expense).
+        sign = "-" if (line.direction == "debit") != acct.debit_normal else "+"
         rows.append([t.id, render.human_time(t.ts_us), t.kind.value, t.phase.value, line.direction, refs.get(other, other),
                      f"{sign}{format_amount(t.amount)}", render.amount_text(line.balance_after), t.memo])
     render.table(("id", "time (Shanghai)", "kind", "phase", "direction", "counterparty", "amount", "balance after", "memo"),

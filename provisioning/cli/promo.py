@@ -31,7 +31,7 @@ def promo() -> None:
     """Promotion campaigns: create from YAML, list, show, start, stop, report."""
 
 
-def _read_rule(path: Path) -> CampaignRule:
+def read_rule(path: Path) -> CampaignRule:
     from simwallet.gateway.promotions.rules import CAMPAIGN_FILE_BYTES_MAX, CampaignRule
 
     with path.open("rb") as stream:
@@ -74,7 +74,7 @@ def _show_info(app: AppContext, info: CampaignInfo, *, verb: str | None = None) 
 @pass_app
 def create(app: AppContext, file: Path) -> None:
     """Validate campaign FILE (YAML) and start it (its reward source account must exist)."""
-    rule = _read_rule(file)
+    rule = read_rule(file)
     _show_info(app, app.campaigns().create(rule), verb="created")
 
 

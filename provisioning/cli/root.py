@@ -25,6 +25,7 @@ from simwallet.provisioning.cli.context import AppContext
 from simwallet.provisioning.cli.db import db
 from simwallet.provisioning.cli.ledger import ledger
 from simwallet.provisioning.cli.promo import promo
+from simwallet.provisioning.cli.simulate import simulate
 
 # Keys a --config file may hold, with their TOML types.
 CONFIG_KEYS: dict[str, type] = {"db": str, "json": bool}
@@ -123,3 +124,4 @@ def _check_url(url: str) -> None:
 cli.add_command(ledger)
 cli.add_command(promo)
 cli.add_command(db)
+cli.add_command(simulate)
