@@ -451,7 +451,7 @@ def test_promo_bonus_report_and_revocation(db_url: str, tmp_path: Path) -> None:
     [report] = run_json(db_url, "promo", "report")["campaigns"]
     assert report["id"] == "manbai-cli-test"
     assert (report["qualifying"], report["granted"], report["revoked"], report["customers_rewarded"]) == (2, 1, 0, 1)
-    assert report["refused"] == {"period_cap": 1, "campaign_cap": 0, "budget": 0}
+    assert report["refused"] == {"period_cap": 1, "campaign_cap": 0, "budget": 0, "unpayable": 0}
     assert (report["budget_used_fen"], report["budget_used"]) == (3000, "30.00")
     assert (report["budget"], report["budget_left"]) == ("300000.00", "299970.00")
     assert "manbai-cli-test" in run(db_url, "promo", "report", "manbai-cli-test").stdout

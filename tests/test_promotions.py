@@ -25,6 +25,7 @@ from simwallet.gateway.errors import RejectCode
 from simwallet.gateway.ledger.ledger import AccountSpec, Ledger
 from simwallet.gateway.ledger.model import (
     AccountKind,
+    AccountStatus,
     Channel,
     Linked,
     Phase,
@@ -202,9 +203,10 @@ def granted(result: Result) -> bool:
     return True
 
 
-def refusals(period: int = 0, campaign: int = 0, budget: int = 0) -> dict[str, int]:
+def refusals(period: int = 0, campaign: int = 0, budget: int = 0, unpayable: int = 0) -> dict[str, int]:
     """A report's ``refused``: the count per cap."""
-    return {Outcome.REFUSED_PERIOD_CAP: period, Outcome.REFUSED_CAMPAIGN_CAP: campaign, Outcome.REFUSED_BUDGET: budget}
+    return {Outcome.REFUSED_PERIOD_CAP: period, Outcome.REFUSED_CAMPAIGN_CAP: campaign, Outcome.REFUSED_BUDGET: budget,
+            Outcome.REFUSED_UNPAYABLE: unpayable}
 
 
 # --- Caps at their boundaries ---------------------------------------------------------
@@ -521,4 +523,20 @@ def test_report_counts_every_outcome(make_world: Callable[[CampaignRule], World]
     assert report.refused == refusals(period=1, campaign=1, budget=1)
     assert (report.granted_fen, report.budget_left_fen) == (12_000, 0)
     assert world.bonuses_paid() == 12_000
+    world.verify()
+
+
+def test_an_unpayable_bonus_never_refuses_the_topup(world: World) -> None:
+    """A frozen expense account or a payer without an airtime account: the top-up goes through, the bonus is refused."""
+    c = world.customer(1)
+    world.ledger.set_status(PROMO, AccountStatus.FROZEN)
+    result = world.topup(c, "2026-05-20T04:00:00Z")
+    assert result.ok and not granted(result)
+    assert world.balance(c.airtime) == TOPUP_FEN
+    assert [e.outcome for e in world.events()] == [Outcome.REFUSED_UNPAYABLE]
+    assert world.usage(c) in (None, (0, None, 0))  # nothing was granted, nothing counts toward the caps
+    world.ledger.set_status(PROMO, AccountStatus.OPEN)
+    assert granted(world.topup(c, "2026-05-21T04:00:00Z"))  # May's one bonus is still there to be had
+    report = world.report()
+    assert (report.qualifying, report.granted, report.refused) == (2, 1, refusals(unpayable=1))
     world.verify()

@@ -451,8 +451,14 @@ class Workspace:
             bonus_id: int | None = None
             amount = 0
             if outcome == Outcome.GRANTED:
-                bonus_id, amount = self._grant(state, row, owner, period_key)
-                self._j.put(state.usage, owner, usage.after_grant(period_key))
+                mark = self._j.mark()
+                try:
+                    bonus_id, amount = self._grant(state, row, owner, period_key)
+                except RequestError:
+                    self._j.rollback(mark)
+                    outcome = Outcome.REFUSED_UNPAYABLE
+                else:
+                    self._j.put(state.usage, owner, usage.after_grant(period_key))
             self._j.append(self.events, CampaignEvent(rule.id, owner, row.id, outcome.value, bonus_id, amount, period_key, row.ts_us))
 
     def _grant(self, state: CampaignState, row: PostedTransfer, owner: str, period_key: str) -> tuple[int, int]:

@@ -151,6 +151,11 @@ class Outcome(enum.StrEnum):
     REFUSED_PERIOD_CAP = "refused_period_cap"
     REFUSED_CAMPAIGN_CAP = "refused_campaign_cap"
     REFUSED_BUDGET = "refused_budget"
+    # Set by the ledger, never by decide(): the rule granted a reward that could
+    # not be posted (no target account, a frozen or closed account). The
+    # qualifying transfer still goes through: a customer's payment never fails
+    # because of the operator's promotion.
+    REFUSED_UNPAYABLE = "refused_unpayable"
 
 
 # --- Value checks -------------------------------------------------------------

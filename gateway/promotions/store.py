@@ -94,9 +94,16 @@ class CampaignStore:
         return _info(row)
 
     def report(self, campaign_id: str | None = None) -> list[CampaignReport]:
-        infos = [self.show(campaign_id)] if campaign_id else self.all()
         out = []
-        with self.engine.connect().execution_options(simwallet_readonly=True) as conn:
+        # One snapshot: counters and events read together agree even while top-ups are posted.
+        isolation = "REPEATABLE READ" if self.engine.dialect.name == "postgresql" else "AUTOCOMMIT"
+        with self.engine.connect().execution_options(simwallet_readonly=True, isolation_level=isolation) as conn, conn.begin():
+            query = sa.select(campaigns).order_by(campaigns.c.created_us, campaigns.c.id)
+            if campaign_id is not None:
+                query = query.where(campaigns.c.id == campaign_id)
+            infos = [_info(r) for r in conn.execute(query)]
+            if campaign_id is not None and not infos:
+                raise RequestError(RejectCode.CAMPAIGN_NOT_FOUND, "id", f"no campaign {campaign_id}")
             for info in infos:
                 counts: dict[str, int] = {
                     str(outcome): int(n) for outcome, n in conn.execute(

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from simwallet.gateway.promotions.store import CampaignInfo, CampaignReport
 
 # The report's names for the caps that refuse a reward (keys of CampaignReport.refused).
-REFUSAL_NAMES = {"refused_period_cap": "period_cap", "refused_campaign_cap": "campaign_cap", "refused_budget": "budget"}
+REFUSAL_NAMES = {"refused_period_cap": "period_cap", "refused_campaign_cap": "campaign_cap", "refused_budget": "budget",
+                 "refused_unpayable": "unpayable"}
 
 
 @click.group()
@@ -137,9 +138,10 @@ def report(app: AppContext, campaign_id: str | None) -> None:
         return
     render.table(
         ("campaign", "status", "qualifying", "granted", "revoked", "refused (period cap)", "refused (campaign cap)", "refused (budget)",
-         "customers", "budget used", "budget left"),
+         "refused (unpayable)", "customers", "budget used", "budget left"),
         [(d["id"], d["status"], d["qualifying"], d["granted"], d["revoked"], d["refused"].get("period_cap", 0),
-          d["refused"].get("campaign_cap", 0), d["refused"].get("budget", 0), d["customers_rewarded"],
+          d["refused"].get("campaign_cap", 0), d["refused"].get("budget", 0), d["refused"].get("unpayable", 0), d["customers_rewarded"],
           render.amount_text(d["budget_used_fen"]), render.amount_text(d["budget_left_fen"])) for d in docs],
-        right=("qualifying", "granted", "revoked", "refused (period cap)", "refused (campaign cap)", "refused (budget)", "customers",
+        right=("qualifying", "granted", "revoked", "refused (period cap)", "refused (campaign cap)", "refused (budget)",
+               "refused (unpayable)", "customers",
                "budget used", "budget left"))
