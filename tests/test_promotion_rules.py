@@ -647,7 +647,8 @@ def test_decide_refuses_bad_inputs(usage: Any, used: Any) -> None:
 
 
 def test_outcomes_are_stable_strings() -> None:
-    assert [outcome.value for outcome in Outcome] == ["granted", "refused_period_cap", "refused_campaign_cap", "refused_budget"]
+    assert [outcome.value for outcome in Outcome] == [
+        "granted", "refused_period_cap", "refused_campaign_cap", "refused_budget", "refused_unpayable"]
 
 
 # --- Usage -------------------------------------------------------------------------------------------
