@@ -124,6 +124,19 @@ def upgrade(target: str | Engine, revision: str = "head") -> None:
             engine.dispose()
 
 
+def downgrade(target: str | Engine, revision: str) -> None:
+    """Run the Alembic migrations down to ``revision`` (``base`` removes everything); for developers and tests."""
+    engine = make_engine(target) if isinstance(target, str) else target
+    try:
+        with engine.begin() as conn:
+            command.downgrade(_alembic_config(conn), revision)
+    except sa.exc.SQLAlchemyError as exc:
+        raise StoreError(f"migration failed: {exc}") from exc
+    finally:
+        if isinstance(target, str):
+            engine.dispose()
+
+
 def open_engine(url: str, *, auto_upgrade_sqlite: bool = True, **kwargs: Any) -> Engine:
     """An engine whose schema is at head.
 

@@ -88,7 +88,7 @@ def run_load(label: str, ledger: Ledger, ids: list[int], clients: int, window: i
     t_end = [0.0]
 
     def client(n: int, committer: GroupCommitter) -> None:
-        rng = random.Random(seed * 1000 + n)  # noqa: S311 - load generation
+        rng = random.Random(seed * 1000 + n)  # load generation, not secrets
         inflight: deque[tuple[float, Future[list[Result]]]] = deque()
         k = 0
         start_gate.wait()
