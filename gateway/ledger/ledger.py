@@ -69,6 +69,8 @@ TX_ATTEMPTS_MAX = 12
 TX_BACKOFF_S = 0.002
 # Holds expired per sweep transaction.
 EXPIRE_BATCH_MAX = 1_000
+# How far ahead of a batch's first clock reading a campaign counts as possibly in its window.
+CAMPAIGN_LOOKAHEAD_US = 24 * 3600 * 1_000_000
 # History rows per page.
 HISTORY_LIMIT_MAX = 10_000
 
@@ -317,22 +319,20 @@ class Ledger:
         """Expire holds whose timeout has passed; returns one result per hold expired."""
 
         def work(conn: sa.Connection) -> list[Result]:
-            now = self._clock()
-            due = conn.execute(sa.select(holds.c.transfer_id).where(holds.c.expires_us <= now)
+            due = conn.execute(sa.select(holds.c.transfer_id).where(holds.c.expires_us <= self._clock())
                                .order_by(holds.c.expires_us, holds.c.transfer_id).limit(min(limit, EXPIRE_BATCH_MAX))).scalars().all()
-            return self._post(conn, [], [], list(due), now=now) if due else []
+            return self._post(conn, [], [], list(due)) if due else []
 
         return self._in_tx(work)
 
     def _post(self, conn: sa.Connection, items: list[Request | Linked], requests: list[Request],
-              expire_ids: list[int], now: int | None = None) -> list[Result]:
-        now = self._clock() if now is None else now
+              expire_ids: list[int]) -> list[Result]:
         refs = References()
         # 1. Transfers referred to, the bonuses they caused and their grants.
         referred = self._load_referred(conn, requests, expire_ids, refs)
         account_ids, account_refs = _accounts_named(requests, refs)
         # 2. Campaigns this batch may touch, and the accounts they may reward.
-        active = self._active_campaigns(conn, now, requests, refs)
+        active = self._active_campaigns(conn, self._clock(), requests, refs)
         if active:
             self._reward_accounts(conn, active, account_ids, account_refs, refs)
             account_ids.update(refs.owner_accounts.values())
@@ -343,7 +343,9 @@ class Ledger:
         # 4. Idempotency keys, resolutions and reversals, read under the locks.
         self._load_existing(conn, [r.idempotency_key for r in requests], refs)
         self._load_resolutions(conn, referred, refs)
-        # 5. Apply, drawing transfer ids while the locks are held.
+        # 5. Apply, drawing transfer ids and reading the clock while the locks are held: along
+        # each account, ids and times then increase together (as far as the clock does).
+        now = self._clock()
         original = {i: _sums_of(r) for i, r in rows.items()}
         pool = _IdPool(lambda n, last: self._draw_ids(conn, n, last), len(requests) * (1 + len(states)) + len(expire_ids))
         space = Workspace(rows, {row.ref: row.id for row in rows.values()}, self._tiers(conn), states, refs, now, pool.next)
@@ -365,6 +367,11 @@ class Ledger:
         if referred:
             for row in conn.execute(sa.select(transfers).where(transfers.c.id.in_(referred))):
                 refs.transfers[row.id] = row_to_transfer(row)
+            # A posted hold's spending counted when the hold was placed: a reversal needs that time.
+            holds_of_posts = {t.pending_id for t in refs.transfers.values() if t.phase == Phase.POST and t.pending_id}
+            if holds_of_posts:
+                for row in conn.execute(sa.select(transfers).where(transfers.c.id.in_(holds_of_posts))):
+                    refs.transfers.setdefault(row.id, row_to_transfer(row))
         if reversing:
             for row in conn.execute(sa.select(transfers).where(transfers.c.cause_id.in_(reversing),
                                                                transfers.c.kind == TransferKind.PROMOTION_BONUS.value)):
@@ -519,7 +526,10 @@ class Ledger:
                 cached = (rule_json, CampaignRule.from_mapping(json.loads(rule_json)))
                 self._rules[cid] = cached
             rule = cached[1]
-            triggered = status == "active" and rule.trigger.kind in kinds and rule.in_window(now)
+            # The batch's time is read later, under the locks: take a campaign that starts
+            # within a day too; the workspace checks each posting's own time.
+            soon = rule.in_window(now) or rule.in_window(now + CAMPAIGN_LOOKAHEAD_US)
+            triggered = status == "active" and rule.trigger.kind in kinds and soon
             if triggered or cid in revoking:
                 out[cid] = (rule, source_id)
         return out

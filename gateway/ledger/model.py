@@ -169,6 +169,11 @@ class Transfer:
 
     def __post_init__(self) -> None:
         _check_key(self.idempotency_key)
+        # References are never all digits (see Ledger.open_accounts): such a text is an id.
+        for name in ("debit_account", "credit_account"):
+            value = getattr(self, name)
+            if isinstance(value, str) and value.isascii() and value.isdigit():
+                object.__setattr__(self, name, int(value))
         _check_ref(self.debit_account, "debit_account")
         _check_ref(self.credit_account, "credit_account")
         if self.debit_account == self.credit_account:

@@ -397,7 +397,10 @@ class Workspace:
         self._j.add_to(debit, "debits_posted", original.amount)
         self._j.add_to(credit, "credits_posted", original.amount)
         if self._tier(credit) is not None:
-            self._j.assign(credit, "spent", credit.spent.give_back(original.amount, original.ts_us, self._now_us))
+            # Spending was counted when the money left: for a posted hold, when the hold was placed.
+            hold = self._refs.transfers.get(original.pending_id) if original.pending_id is not None else None
+            spent_at = hold.ts_us if hold is not None else original.ts_us
+            self._j.assign(credit, "spent", credit.spent.give_back(original.amount, spent_at, self._now_us))
         self._j.add(self._reversed, original.id)
         return self._row(
             key=key, digest=digest, debit=debit.id, credit=credit.id, amount=original.amount,
