@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import TypeVar
 
 from simwallet.gateway.ledger.ledger import AccountSpec, Ledger
 from simwallet.gateway.ledger.limits import LOCAL_TZ
@@ -36,6 +37,8 @@ from simwallet.gateway.ledger.model import (
 )
 from simwallet.gateway.promotions.rules import CampaignRule
 from simwallet.gateway.promotions.store import CampaignStore
+
+T = TypeVar("T")
 
 # The three ways banks joined the seed's platform: head office, branch, and via UnionPay.
 BANKS = ("bank:ICBC-HQ", "bank:BOCOM-SH", "bank:UNIONPAY")
@@ -73,7 +76,7 @@ class _Customer:
     airtime: int
 
 
-def _pick(rng: random.Random, mix: tuple[tuple[object, float], ...]) -> object:
+def _pick(rng: random.Random, mix: tuple[tuple[T, float], ...]) -> T:
     return rng.choices([m[0] for m in mix], weights=[m[1] for m in mix])[0]
 
 
@@ -92,12 +95,21 @@ def setup_world(ledger: Ledger, customers: int, rng: random.Random) -> tuple[lis
     for start in range(0, customers, 5000):
         chunk = owners[start:start + 5000]
         opened = ledger.open_accounts(
-            [AccountSpec(AccountKind.CUSTOMER_WALLET, o, tier=str(_pick(rng, TIER_MIX))) for o in chunk]
+            [AccountSpec(AccountKind.CUSTOMER_WALLET, o, tier=_pick(rng, TIER_MIX)) for o in chunk]
             + [AccountSpec(AccountKind.CUSTOMER_AIRTIME, o) for o in chunk])
         wallets = {a.owner: a.id for a in opened if a.kind == AccountKind.CUSTOMER_WALLET}
         airtime = {a.owner: a.id for a in opened if a.kind == AccountKind.CUSTOMER_AIRTIME}
         people += [_Customer(o, wallets[o], airtime[o]) for o in chunk]
     return people, house
+
+
+HOUR_US = 3600 * 1_000_000
+
+
+def _local_us(day: date, hour: int) -> int:
+    """Microseconds since the epoch of ``hour``:00 on a local (Asia/Shanghai) day."""
+    start = datetime(day.year, day.month, day.day, hour, tzinfo=LOCAL_TZ)
+    return int(start.astimezone(UTC).timestamp()) * 1_000_000
 
 
 class MonthSimulation:
@@ -116,19 +128,17 @@ class MonthSimulation:
 
     def run(self, first_day: date, days: int, summary: MonthSummary) -> MonthSummary:
         # Opening deposits at the service hall, the evening before the month starts.
-        eve = datetime(first_day.year, first_day.month, first_day.day, tzinfo=LOCAL_TZ) - timedelta(hours=4)
-        self._set_clock(int(eve.astimezone(UTC).timestamp() * 1_000_000))
-        for start in range(0, len(self._people), 5000):
-            requests: list[Request] = [
+        self._set_clock(_local_us(first_day, 0) - 4 * HOUR_US)
+        for chunk in range(0, len(self._people), 5000):
+            opening: list[Request] = [
                 Transfer(self._key("open"), self._house[self._rng.choice(BANKS)], c.wallet,
                          self._rng.choice((10_000, 20_000, 50_000, 80_000)), TransferKind.DEPOSIT, Channel.COUNTER)
-                for c in self._people[start:start + 5000]]
-            self._record(requests, self._ledger.post_batch(requests), summary)
+                for c in self._people[chunk:chunk + 5000]]
+            self._record(opening, self._ledger.post_batch(opening), summary)
         for day in range(days):
             local_day = first_day + timedelta(days=day)
             for hour in range(7, 23):  # the wallet sleeps when its customers do
-                start = datetime(local_day.year, local_day.month, local_day.day, hour, tzinfo=LOCAL_TZ)
-                start_us = int(start.astimezone(UTC).timestamp() * 1_000_000)
+                start_us = _local_us(local_day, hour)
                 self._set_clock(start_us)
                 requests = self._hour(hour)
                 self._record(requests, self._ledger.post_batch(requests), summary)
@@ -137,10 +147,11 @@ class MonthSimulation:
                 answers = self._bank_answers()
                 self._record(answers, self._ledger.post_batch(answers), summary)
             # Holds no bank answered lapse; the nightly sweep expires them.
-            self._set_clock(start_us + 3600 * 1_000_000)
+            self._set_clock(_local_us(local_day, 23) + HOUR_US)
             for result in self._ledger.expire_due():
-                summary.by_kind[f"{result.transfers[0].kind.value} (expire)"] += 1 if result.ok else 0
-                summary.fen_by_kind[f"{result.transfers[0].kind.value} (expire)"] += result.transfers[0].amount if result.ok else 0
+                for row in result.transfers:
+                    summary.by_kind[f"{row.kind.value} (expire)"] += 1
+                    summary.fen_by_kind[f"{row.kind.value} (expire)"] += row.amount
         return summary
 
     def _bank_answers(self) -> list[Request]:
