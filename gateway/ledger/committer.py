@@ -8,7 +8,10 @@ resolved only after the commit that holds its request returned, so a result
 in hand is a durable result.
 
 This is a thread, not an event loop: ``post_batch`` spends its time in the
-database driver, which releases the GIL.
+database driver, which releases the GIL. With ``workers=2`` two batches are in
+flight on two connections: one is prepared in Python while the other waits for
+PostgreSQL. They stay correct because each batch locks its accounts in id
+order; batches that share accounts simply commit one after the other.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from simwallet.gateway.ledger.model import Linked, Request, Result
 GROUP_BATCH_MAX = 1_000
 # Requests waiting for a batch before submit() blocks the requester (back-pressure).
 QUEUE_LEN_MAX = 100_000
+# Batches in flight at once: more than a few only adds lock waits.
+WORKERS_MAX = 8
 
 
 @dataclass(frozen=True)
@@ -44,20 +49,25 @@ class CommitterStats:
 class GroupCommitter:
     """Posts the requests of many threads in shared batches; use as a context manager."""
 
-    def __init__(self, ledger: Ledger, *, batch_max: int = GROUP_BATCH_MAX) -> None:
+    def __init__(self, ledger: Ledger, *, batch_max: int = GROUP_BATCH_MAX, workers: int = 1) -> None:
         if not 0 < batch_max <= BATCH_LEN_MAX:
             raise ValueError(f"batch_max must be 1..{BATCH_LEN_MAX}")
+        if not 0 < workers <= WORKERS_MAX:
+            raise ValueError(f"workers must be 1..{WORKERS_MAX}")
         self._ledger = ledger
         self._batch_max = batch_max
         self._queue: queue.Queue[tuple[Request | Linked, Future[list[Result]]] | None] = queue.Queue(QUEUE_LEN_MAX)
-        self._thread = threading.Thread(target=self._run, name="ledger-group-commit", daemon=True)
+        self._threads = [threading.Thread(target=self._run, name=f"ledger-group-commit-{n}", daemon=True)
+                         for n in range(workers)]
+        self._stats_lock = threading.Lock()
         self._batches = 0
         self._requests = 0
         self._largest = 0
         self._closed = False
 
     def __enter__(self) -> GroupCommitter:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -67,8 +77,10 @@ class GroupCommitter:
         """Post what is queued, then stop the thread."""
         if not self._closed:
             self._closed = True
-            self._queue.put(None)
-            self._thread.join()
+            for _ in self._threads:
+                self._queue.put(None)
+            for thread in self._threads:
+                thread.join()
 
     def submit(self, item: Request | Linked) -> Future[list[Result]]:
         """Queue a request (or linked chain); the future gives its results after the commit."""
@@ -97,7 +109,7 @@ class GroupCommitter:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is None:
+                if nxt is None:  # one stop marker per worker: this one is ours
                     stopping = True
                     break
                 batch.append(nxt)
@@ -110,9 +122,10 @@ class GroupCommitter:
             for _, future in batch:
                 future.set_exception(exc)
             return
-        self._batches += 1
-        self._requests += len(batch)
-        self._largest = max(self._largest, len(batch))
+        with self._stats_lock:
+            self._batches += 1
+            self._requests += len(batch)
+            self._largest = max(self._largest, len(batch))
         at = 0
         for item, future in batch:
             n = len(item.requests) if isinstance(item, Linked) else 1

@@ -410,13 +410,15 @@ class Ledger:
             clauses.append(self._in(accounts.c.id, ids))
         if refs:
             clauses.append(self._in(accounts.c.ref, refs))
-        query = self._lock(sa.select(accounts).where(sa.or_(*clauses)).order_by(accounts.c.id))
-        return {r.id: AccountRow(
-            id=r.id, ref=r.ref, kind=AccountKind(r.kind), currency=r.currency, flags=AccountFlags(r.flags),
-            status=AccountStatus(r.status), owner=r.owner, tier=r.tier, debits_pending=r.debits_pending,
-            debits_posted=r.debits_posted, credits_pending=r.credits_pending, credits_posted=r.credits_posted,
-            spent=Spent(r.spent_day_key, r.spent_day, r.spent_month_key, r.spent_month),
-        ) for r in conn.execute(query)}
+        c = accounts.c
+        query = self._lock(sa.select(
+            c.id, c.ref, c.kind, c.currency, c.flags, c.status, c.owner, c.tier, c.debits_pending, c.debits_posted,
+            c.credits_pending, c.credits_posted, c.spent_day_key, c.spent_day, c.spent_month_key, c.spent_month,
+        ).where(sa.or_(*clauses)).order_by(c.id))
+        # The hot path of every batch: plain tuples, and enum members by dict lookup.
+        return {r[0]: AccountRow(r[0], r[1], _KINDS[r[2]], r[3], AccountFlags(r[4]), _STATUSES[r[5]], r[6], r[7],
+                                 r[8], r[9], r[10], r[11], Spent(r[12], r[13], r[14], r[15]))
+                for r in conn.execute(query).all()}
 
     def _load_existing(self, conn: sa.Connection, keys: list[str], refs: References) -> None:
         if not keys:
@@ -499,11 +501,21 @@ class Ledger:
             conn.execute(accounts.update().where(accounts.c.id == sa.bindparam("b_id")).values(
                 {c: sa.bindparam(f"b_{c}") for c in columns}), [{f"b_{k}": v for k, v in row.items()} for row in rows])
             return
-        arrays = ", ".join(f"CAST(:{c} AS bigint[])" for c in ["id", *columns])
+        # COPY the new sums into a per-connection temporary table, then one UPDATE … FROM:
+        # COPY's row writer is far cheaper than binding thousands of array elements.
+        # (The engine creates account_sums on every new PostgreSQL connection: see store/engine.py.)
+        names = ", ".join(["id", *columns])
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        try:
+            with driver.cursor() as cursor, cursor.copy(f"COPY account_sums ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(tuple(row.values()))
+        except Exception as exc:  # psycopg's own errors: translate so that _in_tx can retry
+            raise _translate_copy_error(exc) from exc
         sets = ", ".join(f"{c} = v.{c}" for c in columns)
         # Column names come from the fixed row layout, never from input.
-        conn.execute(sa.text(f"UPDATE accounts SET {sets} FROM unnest({arrays}) AS v(id, {', '.join(columns)})"  # noqa: S608
-                             " WHERE accounts.id = v.id"), {c: [row[c] for row in rows] for c in ["id", *columns]})
+        conn.exec_driver_sql(f"UPDATE accounts SET {sets} FROM account_sums AS v WHERE accounts.id = v.id")  # noqa: S608
 
     # -- campaigns inside a batch ------------------------------------------------
 
@@ -687,6 +699,10 @@ def _account_clause(ref: int | str) -> sa.ColumnElement[bool]:
     if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
         return accounts.c.id == int(ref)
     return accounts.c.ref == ref
+
+
+_KINDS = {k.value: k for k in AccountKind}
+_STATUSES = {s.value: s for s in AccountStatus}
 
 
 def _translate_copy_error(exc: Exception) -> Exception:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -137,6 +136,8 @@ _E = TypeVar("_E", bound=enum.Enum)
 
 def _member(enum_type: type[_E], value: object, field_name: str) -> _E:
     """``enum_type(value)``, refused as a request error naming the field rather than a bare ValueError."""
+    if isinstance(value, enum_type):
+        return value
     try:
         return enum_type(value)
     except (ValueError, TypeError):
@@ -144,7 +145,22 @@ def _member(enum_type: type[_E], value: object, field_name: str) -> _E:
 
 
 def _canonical(kind: str, body: dict[str, object]) -> bytes:
-    return json.dumps({"type": kind, **body}, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """The request body as bytes that two requests share exactly when their fields are equal.
+
+    Fields in a fixed order, each typed and strings length-prefixed
+    (``b1`` ``i1234`` ``s3:abc``): unambiguous, independent of Python's
+    ``repr`` and JSON settings, and cheap, since every request is hashed.
+    """
+    parts = [kind]
+    for name, value in body.items():
+        if isinstance(value, bool):
+            parts.append(f"{name}=b{int(value)}")
+        elif isinstance(value, int):
+            parts.append(f"{name}=i{value}")
+        else:
+            text = str(value)
+            parts.append(f"{name}=s{len(text)}:{text}")
+    return "\x1e".join(parts).encode()
 
 
 @dataclass(frozen=True)

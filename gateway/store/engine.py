@@ -29,6 +29,7 @@ from platformdirs import user_data_dir
 from sqlalchemy.engine import Engine
 
 from simwallet.gateway.errors import StoreError
+from simwallet.gateway.store.schema import CREATE_ACCOUNT_SUMS
 
 # How long a SQLite writer waits for the lock before giving up: long enough for
 # a large batch of another process to commit.
@@ -66,7 +67,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             parsed = parsed.set(drivername="postgresql+psycopg")
         kwargs.setdefault("pool_size", PG_POOL_SIZE)
         kwargs.setdefault("pool_pre_ping", True)
-        return sa.create_engine(parsed, isolation_level="READ COMMITTED", **kwargs)
+        engine = sa.create_engine(parsed, isolation_level="READ COMMITTED", **kwargs)
+        _setup_postgresql(engine)
+        return engine
     raise StoreError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite:/// or postgresql://")
 
 
@@ -88,6 +91,15 @@ def _setup_sqlite(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN DEFERRED")
         else:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _setup_postgresql(engine: Engine) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # The ledger's per-connection scratch table for account updates (schema.CREATE_ACCOUNT_SUMS).
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(CREATE_ACCOUNT_SUMS)
+        dbapi_connection.commit()
 
 
 def _alembic_config(connection: sa.Connection) -> Config:

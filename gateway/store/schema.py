@@ -149,3 +149,15 @@ campaign_events = Table(
     Index(None, "campaign_id", "outcome"),
     Index(None, "transfer_id"),
 )
+
+# The new sums of the accounts a batch changed, COPYed here and applied with one
+# UPDATE … FROM (PostgreSQL only). A temporary table of each connection, emptied
+# at every commit; store/engine.py creates it when a connection opens.
+ACCOUNT_SUMS_COLUMNS = (
+    "id", "debits_pending", "debits_posted", "credits_pending", "credits_posted",
+    "spent_day_key", "spent_day", "spent_month_key", "spent_month",
+)
+CREATE_ACCOUNT_SUMS = (
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS account_sums ({', '.join(f'{c} bigint' for c in ACCOUNT_SUMS_COLUMNS)})"
+    " ON COMMIT DELETE ROWS"
+)

@@ -80,7 +80,7 @@ def setup_accounts(ledger: Ledger, customers: int) -> list[int]:
 
 
 def run_load(label: str, ledger: Ledger, ids: list[int], clients: int, window: int, seconds: float,
-             batch_max: int, seed: int) -> LoadResult:
+             batch_max: int, seed: int, workers: int = 1) -> LoadResult:
     latencies: list[list[float]] = [[] for _ in range(clients)]
     counts = [0] * clients
     refused = [0] * clients
@@ -110,7 +110,7 @@ def run_load(label: str, ledger: Ledger, ids: list[int], clients: int, window: i
                 else:
                     refused[n] += 1
 
-    with GroupCommitter(ledger, batch_max=batch_max) as committer:
+    with GroupCommitter(ledger, batch_max=batch_max, workers=workers) as committer:
         threads = [threading.Thread(target=client, args=(n, committer)) for n in range(clients)]
         for thread in threads:
             thread.start()
