@@ -56,7 +56,8 @@ class GroupCommitter:
             raise ValueError(f"workers must be 1..{WORKERS_MAX}")
         self._ledger = ledger
         self._batch_max = batch_max
-        self._queue: queue.Queue[tuple[Request | Linked, Future[list[Result]]] | None] = queue.Queue(QUEUE_LEN_MAX)
+        # Entries are groups of requests handed in together (submit_many); None stops a worker.
+        self._queue: queue.Queue[list[tuple[Request | Linked, Future[list[Result]]]] | None] = queue.Queue(QUEUE_LEN_MAX)
         self._threads = [threading.Thread(target=self._run, name=f"ledger-group-commit-{n}", daemon=True)
                          for n in range(workers)]
         self._stats_lock = threading.Lock()
@@ -84,11 +85,22 @@ class GroupCommitter:
 
     def submit(self, item: Request | Linked) -> Future[list[Result]]:
         """Queue a request (or linked chain); the future gives its results after the commit."""
+        return self.submit_many([item])[0]
+
+    def submit_many(self, items: Sequence[Request | Linked]) -> list[Future[list[Result]]]:
+        """Queue several requests at once (a session refilling its window); one future each.
+
+        They may be posted in different batches; each future is resolved after
+        the commit that holds its own request.
+        """
         if self._closed:
             raise RuntimeError("committer is closed")
-        future: Future[list[Result]] = Future()
-        self._queue.put((item, future))
-        return future
+        if len(items) > self._batch_max:
+            raise ValueError(f"at most {self._batch_max} requests at once")
+        group: list[tuple[Request | Linked, Future[list[Result]]]] = [(item, Future()) for item in items]
+        if group:
+            self._queue.put(group)
+        return [future for _, future in group]
 
     def post(self, item: Request | Linked) -> list[Result]:
         return self.submit(item).result()
@@ -103,7 +115,8 @@ class GroupCommitter:
             first = self._queue.get()
             if first is None:
                 break
-            batch = [first]
+            batch = list(first)
+            # Take whole groups while the batch has room; a group that would overflow it waits.
             while len(batch) < self._batch_max:
                 try:
                     nxt = self._queue.get_nowait()
@@ -112,7 +125,10 @@ class GroupCommitter:
                 if nxt is None:  # one stop marker per worker: this one is ours
                     stopping = True
                     break
-                batch.append(nxt)
+                if len(batch) + len(nxt) > self._batch_max:
+                    self._post(batch)
+                    batch = []
+                batch.extend(nxt)
             self._post(batch)
 
     def _post(self, batch: Sequence[tuple[Request | Linked, Future[list[Result]]]]) -> None:

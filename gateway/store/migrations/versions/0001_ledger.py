@@ -91,8 +91,6 @@ def upgrade() -> None:
         sa.Column("memo", sa.String(64), nullable=False, server_default=""),
         sa.PrimaryKeyConstraint("id", name="pk_transfers"),
         sa.UniqueConstraint("idempotency_key", name="uq_transfers_idempotency_key"),
-        sa.UniqueConstraint("pending_id", name="uq_transfers_pending_id"),
-        sa.UniqueConstraint("reverses_id", name="uq_transfers_reverses_id"),
         sa.ForeignKeyConstraint(["debit_account_id"], ["accounts.id"], name="fk_transfers_debit_account_id_accounts"),
         sa.ForeignKeyConstraint(["credit_account_id"], ["accounts.id"], name="fk_transfers_credit_account_id_accounts"),
         sa.ForeignKeyConstraint(["pending_id"], ["transfers.id"], name="fk_transfers_pending_id_transfers"),
@@ -103,7 +101,12 @@ def upgrade() -> None:
     )
     op.create_index("ix_transfers_debit_account_id_id", "transfers", ["debit_account_id", "id"])
     op.create_index("ix_transfers_credit_account_id_id", "transfers", ["credit_account_id", "id"])
-    op.create_index("ix_transfers_cause_id", "transfers", ["cause_id"])
+    # Partial indexes: the reference columns are NULL on nearly every row.
+    for name, column, unique in [("uq_transfers_pending_id", "pending_id", True),
+                                 ("uq_transfers_reverses_id", "reverses_id", True),
+                                 ("ix_transfers_cause_id", "cause_id", False)]:
+        where = sa.text(f"{column} IS NOT NULL")
+        op.create_index(name, "transfers", [column], unique=unique, postgresql_where=where, sqlite_where=where)
     if op.get_bind().dialect.name == "postgresql":
         # Ids are drawn from this sequence once the accounts' row locks are held.
         op.execute("CREATE SEQUENCE transfer_id_seq AS bigint")
@@ -174,7 +177,8 @@ def downgrade() -> None:
     op.drop_table("holds")
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP SEQUENCE transfer_id_seq")
-    op.drop_index("ix_transfers_cause_id", table_name="transfers")
+    for index in ("ix_transfers_cause_id", "uq_transfers_reverses_id", "uq_transfers_pending_id"):
+        op.drop_index(index, table_name="transfers")
     op.drop_index("ix_transfers_credit_account_id_id", table_name="transfers")
     op.drop_index("ix_transfers_debit_account_id_id", table_name="transfers")
     op.drop_table("transfers")
