@@ -485,15 +485,7 @@ class Ledger:
             conn.execute(transfers.insert(), rows)
             return
         # COPY inside the batch's transaction: the fastest bulk insert PostgreSQL has.
-        columns = list(rows[0])
-        driver = conn.connection.driver_connection
-        assert driver is not None
-        try:
-            with driver.cursor() as cursor, cursor.copy(f"COPY transfers ({', '.join(columns)}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(tuple(row.values()))
-        except Exception as exc:  # psycopg's own errors: translate so that _in_tx can retry
-            raise _translate_copy_error(exc) from exc
+        _copy_rows(conn, "transfers", rows)
 
     def _update_accounts(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
         columns = [c for c in rows[0] if c != "id"]
@@ -504,15 +496,7 @@ class Ledger:
         # COPY the new sums into a per-connection temporary table, then one UPDATE … FROM:
         # COPY's row writer is far cheaper than binding thousands of array elements.
         # (The engine creates account_sums on every new PostgreSQL connection: see store/engine.py.)
-        names = ", ".join(["id", *columns])
-        driver = conn.connection.driver_connection
-        assert driver is not None
-        try:
-            with driver.cursor() as cursor, cursor.copy(f"COPY account_sums ({names}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(tuple(row.values()))
-        except Exception as exc:  # psycopg's own errors: translate so that _in_tx can retry
-            raise _translate_copy_error(exc) from exc
+        _copy_rows(conn, "account_sums", rows)
         sets = ", ".join(f"{c} = v.{c}" for c in columns)
         # Column names come from the fixed row layout, never from input.
         conn.exec_driver_sql(f"UPDATE accounts SET {sets} FROM account_sums AS v WHERE accounts.id = v.id")  # noqa: S608
@@ -703,6 +687,18 @@ def _account_clause(ref: int | str) -> sa.ColumnElement[bool]:
 
 _KINDS = {k.value: k for k in AccountKind}
 _STATUSES = {s.value: s for s in AccountStatus}
+
+
+def _copy_rows(conn: sa.Connection, table: str, rows: list[dict[str, Any]]) -> None:
+    """COPY rows (dicts with the same keys, in column order) into ``table`` in the connection's transaction."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    try:
+        with driver.cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(rows[0])}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(tuple(row.values()))
+    except Exception as exc:  # psycopg's own errors: translate so that _in_tx can retry
+        raise _translate_copy_error(exc) from exc
 
 
 def _translate_copy_error(exc: Exception) -> Exception:

@@ -17,6 +17,7 @@ Schema changes go through Alembic; :func:`upgrade` runs them to head and
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -125,23 +126,19 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade(target: str | Engine, revision: str = "head") -> None:
     """Run the Alembic migrations up to ``revision`` on a URL or engine."""
-    engine = make_engine(target) if isinstance(target, str) else target
-    try:
-        with engine.begin() as conn:
-            command.upgrade(_alembic_config(conn), revision)
-    except sa.exc.SQLAlchemyError as exc:
-        raise StoreError(f"migration failed: {exc}") from exc
-    finally:
-        if isinstance(target, str):
-            engine.dispose()
+    _migrate(target, command.upgrade, revision)
 
 
 def downgrade(target: str | Engine, revision: str) -> None:
     """Run the Alembic migrations down to ``revision`` (``base`` removes everything); for developers and tests."""
+    _migrate(target, command.downgrade, revision)
+
+
+def _migrate(target: str | Engine, step: Callable[[Config, str], None], revision: str) -> None:
     engine = make_engine(target) if isinstance(target, str) else target
     try:
         with engine.begin() as conn:
-            command.downgrade(_alembic_config(conn), revision)
+            step(_alembic_config(conn), revision)
     except sa.exc.SQLAlchemyError as exc:
         raise StoreError(f"migration failed: {exc}") from exc
     finally:

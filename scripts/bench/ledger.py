@@ -97,6 +97,16 @@ def run_load(label: str, ledger: Ledger, ids: list[int], clients: int, window: i
         rng = random.Random(seed * 1000 + n)  # load generation, not secrets
         inflight: deque[tuple[float, Future[list[Result]]]] = deque()
         k = 0
+
+        def tally(sent: float, done: float, result: Result) -> None:
+            if done > t_end[0]:
+                return  # answered after the measured interval: not counted
+            if result.ok:
+                counts[n] += 1
+                latencies[n].append(done - sent)
+            else:
+                refused[n] += 1
+
         start_gate.wait()
         while True:
             now = time.perf_counter()
@@ -112,22 +122,11 @@ def run_load(label: str, ledger: Ledger, ids: list[int], clients: int, window: i
             sent, future = inflight.popleft()
             result = future.result()[0]
             done = time.perf_counter()
-            if done <= t_end[0]:
-                if result.ok:
-                    counts[n] += 1
-                    latencies[n].append(done - sent)
-                else:
-                    refused[n] += 1
+            tally(sent, done, result)
             # Collect every other result that is already in before refilling the window.
             while inflight and inflight[0][1].done():
                 sent, future = inflight.popleft()
-                result = future.result()[0]
-                if done <= t_end[0]:
-                    if result.ok:
-                        counts[n] += 1
-                        latencies[n].append(done - sent)
-                    else:
-                        refused[n] += 1
+                tally(sent, done, future.result()[0])
 
     with GroupCommitter(ledger, batch_max=batch_max, workers=workers) as committer:
         threads = [threading.Thread(target=client, args=(n, committer)) for n in range(clients)]
