@@ -42,11 +42,13 @@ def month(app: AppContext, customers: int, first_day: object, days: int, seed: i
     """Open accounts and replay a month of seed-like traffic; print a summary."""
     from simwallet.gateway.ledger.ledger import Ledger
     from simwallet.gateway.money import format_amount
+    from simwallet.gateway.runtime import tune_for_serving
     from simwallet.gateway.simulate import SimClock, simulate_month
 
     files = () if no_campaign else (campaign_files or (DEFAULT_CAMPAIGN,))
     rules = [read_rule(path) for path in files]
     clock = SimClock()
+    tune_for_serving()  # a long batch job: the same collector settings as a server
     start = time.perf_counter()
     day = first_day.date() if hasattr(first_day, "date") else date.fromisoformat(str(first_day))
     summary = simulate_month(Ledger(app.engine, clock=clock), clock, customers=customers, first_day=day, days=days,
