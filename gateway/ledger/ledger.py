@@ -416,7 +416,7 @@ class Ledger:
             c.credits_pending, c.credits_posted, c.spent_day_key, c.spent_day, c.spent_month_key, c.spent_month,
         ).where(sa.or_(*clauses)).order_by(c.id))
         # The hot path of every batch: plain tuples, and enum members by dict lookup.
-        return {r[0]: AccountRow(r[0], r[1], _KINDS[r[2]], r[3], AccountFlags(r[4]), _STATUSES[r[5]], r[6], r[7],
+        return {r[0]: AccountRow(r[0], r[1], _KINDS[r[2]], r[3], r[4], _STATUSES[r[5]], r[6], r[7],
                                  r[8], r[9], r[10], r[11], Spent(r[12], r[13], r[14], r[15]))
                 for r in conn.execute(query).all()}
 

@@ -43,6 +43,9 @@ from simwallet.gateway.ledger.model import (
 )
 from simwallet.gateway.promotions.rules import CampaignRule, Outcome, Usage
 
+_DEBITS_MUST_NOT_EXCEED_CREDITS = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
+_CREDITS_MUST_NOT_EXCEED_DEBITS = int(AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS)
+
 # The running sums are signed 64-bit columns.
 SUM_MAX = 2**63 - 1
 
@@ -55,7 +58,7 @@ class AccountRow:
     ref: str
     kind: AccountKind
     currency: str
-    flags: AccountFlags
+    flags: int  # AccountFlags as a plain int: IntFlag arithmetic is slow on the hot path
     status: AccountStatus
     owner: str
     tier: str | None
@@ -425,10 +428,10 @@ class Workspace:
 
     @staticmethod
     def _check_balances(debit: AccountRow, credit: AccountRow, amount: int) -> None:
-        if debit.flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS and \
+        if debit.flags & _DEBITS_MUST_NOT_EXCEED_CREDITS and \
                 debit.debits_pending + debit.debits_posted + amount > debit.credits_posted:
             raise RequestError(RejectCode.EXCEEDS_CREDITS, "debit_account", f"insufficient funds in {debit.ref}")
-        if credit.flags & AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS and \
+        if credit.flags & _CREDITS_MUST_NOT_EXCEED_DEBITS and \
                 credit.credits_pending + credit.credits_posted + amount > credit.debits_posted:
             raise RequestError(RejectCode.EXCEEDS_DEBITS, "credit_account", f"{credit.ref} may not be credited beyond its debits")
         for row, sums in ((debit, ("debits_pending", "debits_posted")), (credit, ("credits_pending", "credits_posted"))):
