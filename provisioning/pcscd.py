@@ -53,7 +53,6 @@ or pass ``die_with_parent=False``.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import re
@@ -67,9 +66,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Final, Literal, Self
+from typing import Final, Literal
 
+from simwallet.applet.lifecycle import Service
 from simwallet.applet.protocols.vpcd import VPCD_PORT, VPCD_SLOTS
 
 # The variable libpcsclite reads for the socket path.
@@ -290,7 +289,7 @@ def list_readers(env: Mapping[str, str], timeout_s: float = LIST_READERS_TIMEOUT
     return tuple(line for line in result.stdout.splitlines() if line)
 
 
-class PrivatePcscd:
+class PrivatePcscd(Service):
     """A pcscd child process with the vpcd readers, reachable only through its own socket.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`::
@@ -340,7 +339,6 @@ class PrivatePcscd:
         self._process: subprocess.Popen[bytes] | None = None
         self._socket_path: Path | None = None
         self._started = False
-        self._owner_pid = os.getpid()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -349,7 +347,7 @@ class PrivatePcscd:
         if self._started:
             raise RuntimeError("a PrivatePcscd can be started only once")
         self._started = True
-        atexit.register(self._stop_at_exit)
+        self._register_stop_at_exit()
         try:
             self._check_ports_free()
             isolated = self._choose_isolation()
@@ -373,24 +371,7 @@ class PrivatePcscd:
             if self._run_dir is not None and self._run_dir_arg is not None:
                 # A caller-supplied run_dir stays for the next instance; pcscd's leftovers do not.
                 shutil.rmtree(self._run_dir / "pcscd", ignore_errors=True)
-            atexit.unregister(self._stop_at_exit)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def _stop_at_exit(self) -> None:
-        # A forked child inherits the registration but does not own the daemon.
-        if os.getpid() == self._owner_pid:
-            self.stop()
+            self._unregister_stop_at_exit()
 
     # -- how clients reach it ----------------------------------------------------------
 

@@ -50,10 +50,10 @@ import logging
 import socket
 import threading
 from collections.abc import Callable
-from types import TracebackType
-from typing import Final, Protocol, Self, TypeVar
+from typing import Final, Protocol, TypeVar
 
 from simwallet.applet.errors import AppletError, CodecError
+from simwallet.applet.lifecycle import Service
 from simwallet.applet.protocols.vpcd import (
     FRAME_LEN_MAX,
     VPCD_PORT,
@@ -132,7 +132,7 @@ def port_for_reader(index: int, *, base_port: int = VPCD_PORT, slots: int = VPCD
     return base_port + index
 
 
-class VpcdLink:
+class VpcdLink(Service):
     """One card in one vpcd slot, served by a thread: ``start()``, then ``stop()``.
 
     Also a context manager. A link is started once.
@@ -193,18 +193,6 @@ class VpcdLink:
             thread.join(timeout_s)
             if thread.is_alive():
                 raise RuntimeError(f"{self._name}: the link thread did not stop within {timeout_s} s")
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- observation -------------------------------------------------------------
 

@@ -23,7 +23,6 @@ tests trade durability for speed with :data:`FAST_TEST_SETTINGS`.
 
 from __future__ import annotations
 
-import atexit
 import os
 import pwd
 import re
@@ -35,9 +34,9 @@ import subprocess
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
+from simwallet.applet.lifecycle import Service
 from simwallet.gateway.errors import StoreError
 
 if TYPE_CHECKING:
@@ -137,7 +136,7 @@ def free_port(host: str = HOST) -> int:
         return port
 
 
-class TempCluster:
+class TempCluster(Service):
     """A private PostgreSQL cluster in a temporary directory.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`::
@@ -164,7 +163,6 @@ class TempCluster:
         self._port: int | None = None
         self._started = False
         self._running = False
-        self._owner_pid = os.getpid()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -173,7 +171,7 @@ class TempCluster:
         if self._started:
             raise RuntimeError("a TempCluster can be started only once")
         self._started = True
-        atexit.register(self._stop_at_exit)
+        self._register_stop_at_exit()
         try:
             self._dir = Path(tempfile.mkdtemp(prefix="simwallet-pg-", dir=self._base_dir))
             self._prepare_dir(self._dir)
@@ -194,24 +192,7 @@ class TempCluster:
         finally:
             if directory is not None:
                 shutil.rmtree(directory, ignore_errors=True)
-            atexit.unregister(self._stop_at_exit)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def _stop_at_exit(self) -> None:
-        # A forked child inherits the registration but does not own the server.
-        if os.getpid() == self._owner_pid:
-            self.stop()
+            self._unregister_stop_at_exit()
 
     # -- where and how to reach it -----------------------------------------
 
