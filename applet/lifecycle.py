@@ -18,6 +18,7 @@ class Service:
     """Base of objects with ``start()`` and ``stop()``; ``stop()`` must be safe to call twice."""
 
     _owner_pid: int | None = None
+    _started = False
 
     def start(self) -> None:
         raise NotImplementedError
@@ -37,8 +38,12 @@ class Service:
         if os.getpid() == self._owner_pid:
             self.stop()
 
-    def _register_stop_at_exit(self) -> None:
-        """Call when the outside process is started: it is stopped at exit if the owner forgets."""
+    def _claim_start(self) -> None:
+        """Call first in ``start()`` of a one-shot service that owns an outside process:
+        refuses a second start, and has the process stopped at exit if the owner forgets."""
+        if self._started:
+            raise RuntimeError(f"a {type(self).__name__} can be started only once")
+        self._started = True
         self._owner_pid = os.getpid()
         atexit.register(self._stop_at_exit)
 

@@ -338,16 +338,12 @@ class PrivatePcscd(Service):
         self._log_path: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._socket_path: Path | None = None
-        self._started = False
 
     # -- lifecycle -------------------------------------------------------------
 
     def start(self) -> None:
         """Start pcscd; return once its socket answers and both vpcd readers are listed."""
-        if self._started:
-            raise RuntimeError("a PrivatePcscd can be started only once")
-        self._started = True
-        self._register_stop_at_exit()
+        self._claim_start()
         try:
             self._check_ports_free()
             isolated = self._choose_isolation()

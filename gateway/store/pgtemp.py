@@ -161,17 +161,13 @@ class TempCluster(Service):
         self._as_root = os.geteuid() == 0
         self._dir: Path | None = None
         self._port: int | None = None
-        self._started = False
         self._running = False
 
     # -- lifecycle ---------------------------------------------------------
 
     def start(self) -> None:
         """Create the cluster and start its server; wait until it accepts connections."""
-        if self._started:
-            raise RuntimeError("a TempCluster can be started only once")
-        self._started = True
-        self._register_stop_at_exit()
+        self._claim_start()
         try:
             self._dir = Path(tempfile.mkdtemp(prefix="simwallet-pg-", dir=self._base_dir))
             self._prepare_dir(self._dir)
