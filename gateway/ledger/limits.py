@@ -41,16 +41,21 @@ def local_datetime(ts_us: int) -> datetime:
     return datetime.fromtimestamp(ts_us / 1_000_000, tz=UTC).astimezone(LOCAL_TZ)
 
 
+def period_keys(ts_us: int) -> tuple[int, int]:
+    """The local calendar day (YYYYMMDD) and month (YYYYMM), from one time-zone conversion."""
+    local = local_datetime(ts_us)
+    month = local.year * 100 + local.month
+    return month * 100 + local.day, month
+
+
 def day_key(ts_us: int) -> int:
     """The local calendar day as YYYYMMDD."""
-    local = local_datetime(ts_us)
-    return local.year * 10000 + local.month * 100 + local.day
+    return period_keys(ts_us)[0]
 
 
 def month_key(ts_us: int) -> int:
     """The local calendar month as YYYYMM."""
-    local = local_datetime(ts_us)
-    return local.year * 100 + local.month
+    return period_keys(ts_us)[1]
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,7 @@ class Spent:
 
     def at(self, ts_us: int) -> Spent:
         """The sums as seen at ``ts_us``: a period that has ended counts as zero."""
-        d, m = day_key(ts_us), month_key(ts_us)
+        d, m = period_keys(ts_us)
         return Spent(d, self.day if self.day_key == d else 0, m, self.month if self.month_key == m else 0)
 
     def add(self, amount: int, ts_us: int) -> Spent:
@@ -74,8 +79,9 @@ class Spent:
     def give_back(self, amount: int, original_ts_us: int, ts_us: int) -> Spent:
         """Undo ``amount`` spent at ``original_ts_us`` in the periods it still belongs to."""
         now = self.at(ts_us)
-        day = max(0, now.day - amount) if day_key(original_ts_us) == now.day_key else now.day
-        month = max(0, now.month - amount) if month_key(original_ts_us) == now.month_key else now.month
+        then_day, then_month = period_keys(original_ts_us)
+        day = max(0, now.day - amount) if then_day == now.day_key else now.day
+        month = max(0, now.month - amount) if then_month == now.month_key else now.month
         return Spent(now.day_key, day, now.month_key, month)
 
 
