@@ -19,7 +19,11 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from ledger_book import T0_US, Book, Clock
 
+from simwallet.gateway.ledger.ledger import AccountSpec, Ledger
+from simwallet.gateway.ledger.model import AccountFlags, AccountKind, Transfer, TransferKind
+from simwallet.gateway.store.engine import open_engine
 from simwallet.gateway.store.pgtemp import FAST_TEST_SETTINGS, TempCluster, TempClusterError
 
 PG_TEMPLATE_DB = "simwallet_template"
@@ -103,3 +107,22 @@ def db_url(request: pytest.FixtureRequest) -> str:
     fixture = {"sqlite": "sqlite_url", "postgresql": "pg_url"}[request.param]
     url: str = request.getfixturevalue(fixture)
     return url
+
+
+@pytest.fixture
+def book(db_url: str) -> Iterator[Book]:
+    engine = open_engine(db_url)
+    clock = Clock(T0_US)
+    ledger = Ledger(engine, clock=clock)
+    bank, wallet, other, merchant = ledger.open_accounts([
+        AccountSpec(AccountKind.BANK_SETTLEMENT, "bank:ICBC"),
+        AccountSpec(AccountKind.CUSTOMER_WALLET, "customer:C1"),
+        AccountSpec(AccountKind.CUSTOMER_WALLET, "customer:C2"),
+        AccountSpec(AccountKind.MERCHANT, "merchant:M1"),
+    ])
+    assert bank.flags == AccountFlags.NONE
+    ledger.post_one(Transfer("fund", bank.id, wallet.id, 10_000, TransferKind.DEPOSIT))
+    try:
+        yield Book(ledger, engine, clock, bank.id, wallet.id, other.id, merchant.id)
+    finally:
+        engine.dispose()

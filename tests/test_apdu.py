@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
-from typing import TypeVar
 
 import pytest
+from codec_helpers import assert_both_ways, h
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -22,19 +21,6 @@ from simwallet.applet.protocols.apdu import (
     ResponseApdu,
     describe_sw,
 )
-
-T = TypeVar("T")
-
-
-def assert_both_ways(parse: Callable[[bytes], T], build: Callable[[T], bytes], data: bytes, obj: T) -> None:
-    """STYLE.md 11: the bytes parse to the object and the object builds the bytes."""
-    assert parse(data) == obj
-    assert build(obj) == data
-
-
-def h(text: str) -> bytes:
-    return bytes.fromhex(text)
-
 
 byte = st.integers(0, 0xFF)
 # Data over the whole length domain without drawing 65535 random bytes one by one.

@@ -6,9 +6,9 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import replace
 from random import Random
-from typing import TypeVar
 
 import pytest
+from codec_helpers import assert_both_ways, h
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -26,18 +26,6 @@ from simwallet.applet.protocols.fcp import (
     PinStatusTemplate,
 )
 from simwallet.applet.protocols.tlv import Tlv, encode_tlvs, parse_tlvs
-
-T = TypeVar("T")
-
-
-def assert_both_ways(parse: Callable[[bytes], T], build: Callable[[T], bytes], data: bytes, obj: T) -> None:
-    """STYLE.md 11: the bytes parse to the object and the object builds the bytes."""
-    assert parse(data) == obj
-    assert build(obj) == data
-
-
-def h(text: str) -> bytes:
-    return bytes.fromhex(text)
 
 
 def fcp_of(*children: bytes) -> bytes:

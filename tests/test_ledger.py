@@ -9,15 +9,16 @@ pending sums and its post, void or expiry takes it off again.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
+from ledger_book import SECOND_US, T0_US, Book, us
 from sqlalchemy.engine import Engine
 
 from simwallet.gateway.errors import RejectCode, RequestError
@@ -40,81 +41,11 @@ from simwallet.gateway.ledger.model import (
     VoidPending,
 )
 from simwallet.gateway.ledger.verify import verify_ledger
-from simwallet.gateway.store.engine import open_engine
 from simwallet.gateway.store.schema import accounts, holds, transfers
 
 P2P = TransferKind.P2P
 DEPOSIT = TransferKind.DEPOSIT
 PAYMENT = TransferKind.MERCHANT_PAYMENT
-
-
-def us(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, micro: int = 0) -> int:
-    """Microseconds since the epoch of a UTC wall-clock time."""
-    return int(datetime(year, month, day, hour, minute, second, tzinfo=UTC).timestamp()) * 1_000_000 + micro
-
-
-# 10:00 in Beijing; local midnight is 16:00 UTC.
-T0_US = us(2026, 3, 10, 2)
-SECOND_US = 1_000_000
-
-
-class Clock:
-    """The ledger's injected clock: microseconds since the epoch, moved by the test."""
-
-    def __init__(self, now_us: int) -> None:
-        self.now_us = now_us
-
-    def __call__(self) -> int:
-        return self.now_us
-
-    def advance(self, seconds: int) -> None:
-        self.now_us += seconds * SECOND_US
-
-
-@dataclass
-class Book:
-    ledger: Ledger
-    engine: Engine
-    clock: Clock
-    bank: int  # bank settlement, no balance flag
-    wallet: int  # customer wallet, funded with 10,000 fen
-    other: int  # customer wallet, empty
-    merchant: int
-
-    def pay(self, key: str, debit: int | str, credit: int | str, amount: int, **kw: Any) -> PostedTransfer:
-        return self.ledger.post_one(Transfer(key, debit, credit, amount, kw.pop("kind", P2P), **kw))
-
-    def hold(self, key: str, debit: int, credit: int, amount: int, timeout_s: int = 60) -> PostedTransfer:
-        return self.pay(key, debit, credit, amount, pending=True, timeout_s=timeout_s)
-
-    def balances(self, *ids: int) -> tuple[int, ...]:
-        return tuple(self.ledger.account(i).balance for i in ids)
-
-    def n_transfers(self) -> int:
-        with self.engine.connect() as conn:
-            return conn.execute(sa.select(sa.func.count()).select_from(transfers)).scalar_one()
-
-    def open_holds(self) -> set[int]:
-        with self.engine.connect() as conn:
-            return set(conn.execute(sa.select(holds.c.transfer_id)).scalars())
-
-
-@pytest.fixture
-def book(db_url: str) -> Iterator[Book]:
-    engine = open_engine(db_url)
-    clock = Clock(T0_US)
-    ledger = Ledger(engine, clock=clock)
-    bank, wallet, other, merchant = ledger.open_accounts([
-        AccountSpec(AccountKind.BANK_SETTLEMENT, "bank:ICBC"),
-        AccountSpec(AccountKind.CUSTOMER_WALLET, "customer:C1"),
-        AccountSpec(AccountKind.CUSTOMER_WALLET, "customer:C2"),
-        AccountSpec(AccountKind.MERCHANT, "merchant:M1"),
-    ])
-    ledger.post_one(Transfer("fund", bank.id, wallet.id, 10_000, DEPOSIT))
-    try:
-        yield Book(ledger, engine, clock, bank.id, wallet.id, other.id, merchant.id)
-    finally:
-        engine.dispose()
 
 
 def refusal(results: list[Any]) -> list[tuple[RejectCode, str | None] | None]:

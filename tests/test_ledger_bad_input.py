@@ -13,9 +13,7 @@ junk text, of which only :class:`RequestError` may ever escape.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -23,11 +21,12 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import example, given
 from hypothesis import strategies as st
+from ledger_book import T0_US, Book, us
 from sqlalchemy.engine import Engine
 
 from simwallet.gateway import money
 from simwallet.gateway.errors import RejectCode, RequestError
-from simwallet.gateway.ledger.ledger import BATCH_LEN_MAX, AccountSpec, Ledger
+from simwallet.gateway.ledger.ledger import BATCH_LEN_MAX, AccountSpec
 from simwallet.gateway.ledger.limits import Tier
 from simwallet.gateway.ledger.model import (
     ACCOUNT_REF_LEN_MAX,
@@ -49,63 +48,12 @@ from simwallet.gateway.ledger.model import (
 from simwallet.gateway.ledger.posting import SUM_MAX
 from simwallet.gateway.ledger.verify import verify_ledger
 from simwallet.gateway.money import AMOUNT_FEN_MAX, AMOUNT_TEXT_LEN_MAX, format_amount, parse_amount
-from simwallet.gateway.store.engine import open_engine
 from simwallet.gateway.store.schema import accounts, holds, transfers
 
 DEPOSIT = TransferKind.DEPOSIT
 P2P = TransferKind.P2P
 
 
-def us(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, micro: int = 0) -> int:
-    """Microseconds since the epoch of a UTC wall-clock time."""
-    moment = datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
-    return int(moment.timestamp()) * 1_000_000 + micro
-
-
-# 10:00 in Beijing on a Tuesday; local midnight is 16:00 UTC.
-T0_US = us(2026, 3, 10, 2)
-
-
-class Clock:
-    """The ledger's injected clock: microseconds since the epoch, set by the test."""
-
-    def __init__(self, now_us: int) -> None:
-        self.now_us = now_us
-
-    def __call__(self) -> int:
-        return self.now_us
-
-
-@dataclass
-class Book:
-    """A ledger on a fresh database with a funded wallet (10,000 fen from the bank)."""
-
-    ledger: Ledger
-    engine: Engine
-    clock: Clock
-    bank: int  # bank settlement, no balance flag: it can fund the others
-    wallet: int  # customer wallet without a tier, holding 10,000 fen
-    other: int  # customer wallet without a tier, empty
-    merchant: int
-
-
-@pytest.fixture
-def book(db_url: str) -> Iterator[Book]:
-    engine = open_engine(db_url)
-    clock = Clock(T0_US)
-    ledger = Ledger(engine, clock=clock)
-    bank, wallet, other, merchant = ledger.open_accounts([
-        AccountSpec(AccountKind.BANK_SETTLEMENT, "bank:ICBC"),
-        AccountSpec(AccountKind.CUSTOMER_WALLET, "customer:C1"),
-        AccountSpec(AccountKind.CUSTOMER_WALLET, "customer:C2"),
-        AccountSpec(AccountKind.MERCHANT, "merchant:M1"),
-    ])
-    assert bank.flags == AccountFlags.NONE
-    ledger.post_one(Transfer("fund", bank.id, wallet.id, 10_000, DEPOSIT))
-    try:
-        yield Book(ledger, engine, clock, bank.id, wallet.id, other.id, merchant.id)
-    finally:
-        engine.dispose()
 
 
 def snapshot(engine: Engine) -> tuple[object, ...]:

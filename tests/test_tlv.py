@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
+from codec_helpers import assert_both_ways, h
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,11 +34,6 @@ from simwallet.applet.protocols.tlv import (
 T = TypeVar("T")
 
 
-def assert_both_ways(parse: Callable[[bytes], T], build: Callable[[T], bytes], data: bytes, obj: T) -> None:
-    """STYLE.md 11: the bytes parse to the object and the object builds the bytes."""
-    assert parse(data) == obj
-    assert build(obj) == data
-
 
 def feed_bytewise(parse_one: Callable[[bytes], tuple[T, int]], data: bytes) -> list[T]:
     """Deliver ``data`` one byte at a time to a reader that waits on TruncatedError."""
@@ -54,9 +50,6 @@ def feed_bytewise(parse_one: Callable[[bytes], tuple[T, int]], data: bytes) -> l
     assert buffer == b"", "bytes left over at the end of the stream"
     return out
 
-
-def h(text: str) -> bytes:
-    return bytes.fromhex(text)
 
 
 # ------------------------------------------------------------------ strategies
