@@ -1,4 +1,4 @@
-"""Shared fixtures: fresh, migrated ledger databases on SQLite and PostgreSQL.
+"""Shared fixtures: fresh, migrated ledger databases on SQLite and PostgreSQL; a private pcscd.
 
 Every test that takes ``db_url`` runs twice, once per engine (ids ``sqlite``
 and ``postgresql``). Migrating for each test would dominate the run time, so
@@ -12,6 +12,7 @@ Missing binaries fail the run: CI must never skip PostgreSQL silently.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -20,11 +21,14 @@ from pathlib import Path
 
 import pytest
 from ledger_book import T0_US, Book, Clock
+from pcsc_helpers import check
+from smartcard.scard import SCARD_SCOPE_USER, SCardEstablishContext, SCardReleaseContext  # type: ignore[import-untyped]
 
 from simwallet.gateway.ledger.ledger import AccountSpec, Ledger
 from simwallet.gateway.ledger.model import AccountFlags, AccountKind, Transfer, TransferKind
 from simwallet.gateway.store.engine import open_engine
 from simwallet.gateway.store.pgtemp import FAST_TEST_SETTINGS, TempCluster, TempClusterError
+from simwallet.provisioning.pcscd import CSOCK_ENV, PrivatePcscd, free_port_pair
 
 PG_TEMPLATE_DB = "simwallet_template"
 
@@ -126,3 +130,40 @@ def book(db_url: str) -> Iterator[Book]:
         yield Book(ledger, engine, clock, bank.id, wallet.id, other.id, merchant.id)
     finally:
         engine.dispose()
+
+
+# --- PC/SC: a private pcscd per test module (see pcsc_helpers) ----------------------------
+
+
+@pytest.fixture(scope="session")
+def pcsc_run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The /run of every private pcscd this session (one socket path per process, see pcsc_helpers)."""
+    return tmp_path_factory.mktemp("pcscd-run")
+
+
+@pytest.fixture(scope="module")
+def pcscd(pcsc_run_dir: Path) -> Iterator[PrivatePcscd]:
+    daemon = PrivatePcscd(base_port=free_port_pair(), run_dir=pcsc_run_dir)
+    daemon.start()
+    previous = os.environ.get(CSOCK_ENV)
+    daemon.activate()
+    pid = daemon.pid
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+        # This process stays bound to the socket path; children started later must not inherit it.
+        if previous is None:
+            os.environ.pop(CSOCK_ENV, None)
+        else:
+            os.environ[CSOCK_ENV] = previous
+    assert not Path(f"/proc/{pid}").exists(), f"pcscd (pid {pid}) survived stop()"
+
+
+@pytest.fixture(scope="module")
+def context(pcscd: PrivatePcscd) -> Iterator[int]:
+    hresult, hcontext = SCardEstablishContext(SCARD_SCOPE_USER)
+    check(hresult, "SCardEstablishContext")
+    yield hcontext
+    SCardReleaseContext(hcontext)
+

@@ -30,36 +30,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pcsc_helpers import PRESENCE_WAIT_S, check, connect, reader_state, transmit, wait_for_card, wait_until
 from smartcard.scard import (  # type: ignore[import-untyped]
-    SCARD_E_TIMEOUT,
     SCARD_LEAVE_CARD,
-    SCARD_PCI_T0,
     SCARD_PROTOCOL_T0,
-    SCARD_PROTOCOL_T1,
     SCARD_RESET_CARD,
-    SCARD_S_SUCCESS,
-    SCARD_SCOPE_USER,
-    SCARD_SHARE_SHARED,
     SCARD_STATE_PRESENT,
-    SCARD_STATE_UNAWARE,
     SCARD_UNPOWER_CARD,
-    SCardConnect,
     SCardDisconnect,
-    SCardEstablishContext,
-    SCardGetErrorMessage,
-    SCardGetStatusChange,
-    SCardReleaseContext,
     SCardStatus,
-    SCardTransmit,
 )
 
 from simwallet.applet.card.link import SW_NO_PRECISE_DIAGNOSIS, VpcdLink, port_for_reader
 from simwallet.applet.protocols.vpcd import VPCD_PORT, Apdu, GetAtr, PowerOn
-from simwallet.provisioning.pcscd import CSOCK_ENV, PortInUseError, PrivatePcscd, free_port_pair
-
-# Bounded waits (not assertions about speed): pcscd polls card presence about every 0.4 s.
-PRESENCE_WAIT_S = 5.0
-POLL_S = 0.02
+from simwallet.provisioning.pcscd import PortInUseError, PrivatePcscd, free_port_pair
 
 SELECT_MF = bytes.fromhex("00A40004023F00")
 SW_OK = b"\x90\x00"
@@ -113,54 +97,6 @@ class EchoCard:
         return [event for event in self.events if event != "atr"]
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = PRESENCE_WAIT_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(POLL_S)
-
-
-def check(hresult: int, what: str) -> None:
-    if hresult != SCARD_S_SUCCESS:
-        pytest.fail(f"{what}: {SCardGetErrorMessage(hresult)} (0x{hresult & 0xFFFFFFFF:08X})")
-
-
-# --- fixtures -----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def pcsc_run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The /run of every private pcscd this session (one socket path per process, see above)."""
-    return tmp_path_factory.mktemp("pcscd-run")
-
-
-@pytest.fixture(scope="module")
-def pcscd(pcsc_run_dir: Path) -> Iterator[PrivatePcscd]:
-    daemon = PrivatePcscd(base_port=free_port_pair(), run_dir=pcsc_run_dir)
-    daemon.start()
-    previous = os.environ.get(CSOCK_ENV)
-    daemon.activate()
-    pid = daemon.pid
-    try:
-        yield daemon
-    finally:
-        daemon.stop()
-        # This process stays bound to the socket path; children started later must not inherit it.
-        if previous is None:
-            os.environ.pop(CSOCK_ENV, None)
-        else:
-            os.environ[CSOCK_ENV] = previous
-    assert not Path(f"/proc/{pid}").exists(), f"pcscd (pid {pid}) survived stop()"
-
-
-@pytest.fixture(scope="module")
-def context(pcscd: PrivatePcscd) -> Iterator[int]:
-    hresult, hcontext = SCardEstablishContext(SCARD_SCOPE_USER)
-    check(hresult, "SCardEstablishContext")
-    yield hcontext
-    SCardReleaseContext(hcontext)
-
 
 @pytest.fixture
 def link_factory(pcscd: PrivatePcscd, context: int) -> Iterator[Callable[..., VpcdLink]]:
@@ -180,40 +116,6 @@ def link_factory(pcscd: PrivatePcscd, context: int) -> Iterator[Callable[..., Vp
         link.stop()
     for reader in readers:
         wait_for_card(context, pcscd.reader_names[reader], present=False)
-
-
-def reader_state(context: int, reader: str) -> tuple[int, bytes]:
-    hresult, states = SCardGetStatusChange(context, 0, [(reader, SCARD_STATE_UNAWARE)])
-    if hresult == SCARD_E_TIMEOUT:  # pcsc-lite answers a zero timeout with "timeout" when nothing changed
-        hresult, states = SCardGetStatusChange(context, 1, [(reader, SCARD_STATE_UNAWARE)])
-    check(hresult, f"SCardGetStatusChange({reader})")
-    _, state, atr = states[0]
-    return state, bytes(atr)
-
-
-def wait_for_card(context: int, reader: str, present: bool = True) -> bytes:
-    """Wait until ``reader`` reports a card (or none); return the ATR pcscd holds."""
-    found: list[bytes] = []
-
-    def settled() -> bool:
-        state, atr = reader_state(context, reader)
-        found[:] = [atr]
-        return bool(state & SCARD_STATE_PRESENT) == present
-
-    wait_until(settled, f"{reader} to report {'a card' if present else 'no card'}")
-    return found[0]
-
-
-def connect(context: int, reader: str) -> tuple[int, int]:
-    hresult, handle, protocol = SCardConnect(context, reader, SCARD_SHARE_SHARED, SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1)
-    check(hresult, f"SCardConnect({reader})")
-    return handle, protocol
-
-
-def transmit(handle: int, capdu: bytes) -> bytes:
-    hresult, response = SCardTransmit(handle, SCARD_PCI_T0, list(capdu))
-    check(hresult, "SCardTransmit")
-    return bytes(response)
 
 
 # --- end to end ----------------------------------------------------------------------------
