@@ -70,6 +70,7 @@ from typing import Final, Literal
 
 from simwallet.applet.lifecycle import Service
 from simwallet.applet.protocols.vpcd import VPCD_PORT, VPCD_SLOTS
+from simwallet.provisioning.errors import ProvisioningError, ProvisioningStateError
 
 # The variable libpcsclite reads for the socket path.
 CSOCK_ENV: Final = "PCSCLITE_CSOCK_NAME"
@@ -133,8 +134,8 @@ print("\\n".join(readers))
 """
 
 
-class PcscdError(RuntimeError):
-    """The private pcscd could not be started, reached or stopped."""
+class PcscdError(ProvisioningError, RuntimeError):
+    """The private pcscd could not be started, reached or stopped (the environment's fault, not the caller's)."""
 
 
 class PortInUseError(PcscdError):
@@ -375,14 +376,14 @@ class PrivatePcscd(Service):
     def pid(self) -> int:
         """pcscd's process id."""
         if self._process is None:
-            raise RuntimeError("pcscd is not running")
+            raise ProvisioningStateError("pcscd is not running")
         return self._process.pid
 
     @property
     def socket_path(self) -> Path:
         """pcscd's Unix socket: the value of ``PCSCLITE_CSOCK_NAME`` for its clients."""
         if self._socket_path is None or self._process is None:
-            raise RuntimeError("pcscd is not running")
+            raise ProvisioningStateError("pcscd is not running")
         return self._socket_path
 
     @property
@@ -421,7 +422,7 @@ class PrivatePcscd(Service):
     def log_path(self) -> Path:
         """pcscd's log (inside the private directory unless ``log_path`` was given)."""
         if self._log_path is None:
-            raise RuntimeError("pcscd was not started")
+            raise ProvisioningStateError("pcscd was not started")
         return self._log_path
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:

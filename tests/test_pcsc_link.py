@@ -97,7 +97,6 @@ class EchoCard:
         return [event for event in self.events if event != "atr"]
 
 
-
 @pytest.fixture
 def link_factory(pcscd: PrivatePcscd, context: int) -> Iterator[Callable[..., VpcdLink]]:
     """Start links to the private pcscd's readers; afterwards stop them and wait until pcscd sees the readers empty."""

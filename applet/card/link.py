@@ -52,7 +52,8 @@ import threading
 from collections.abc import Callable
 from typing import Final, Protocol, TypeVar
 
-from simwallet.applet.errors import AppletError, CodecError
+# CardFault is defined with the other error roots and still importable from here.
+from simwallet.applet.errors import CardFault, CodecError
 from simwallet.applet.lifecycle import Service
 from simwallet.applet.protocols.vpcd import (
     FRAME_LEN_MAX,
@@ -119,10 +120,6 @@ class Card(Protocol):
     def apdu(self, capdu: bytes) -> bytes:
         """Process one C-APDU and return the R-APDU (data and SW1 SW2)."""
         ...
-
-
-class CardFault(AppletError):
-    """The card object broke the :class:`Card` contract; the link drops the connection."""
 
 
 def port_for_reader(index: int, *, base_port: int = VPCD_PORT, slots: int = VPCD_SLOTS) -> int:

@@ -45,17 +45,32 @@ import struct
 from dataclasses import dataclass, field
 from typing import Final
 
-from simwallet.applet.errors import AppletError, CodecError, TruncatedError
+from simwallet.applet.errors import CodecError, TruncatedError, VpcdStateError
 
-
-class VpcdStateError(AppletError, RuntimeError):
-    """The card side used the connection out of turn (local fault).
-
-    Answering when nothing was asked, asking for the next event while a
-    response is still owed, or feeding data after the end of the stream.
-    Junk from vpcd is a :class:`~simwallet.applet.errors.CodecError` instead.
-    """
-
+# VpcdStateError is defined with the other error roots and re-exported here.
+__all__ = [
+    "APDU_LEN_MIN",
+    "FRAME_LEN_MAX",
+    "LENGTH_FIELD",
+    "VPCD_CTRL_LEN",
+    "VPCD_PORT",
+    "VPCD_SLOTS",
+    "Apdu",
+    "ConnectionClosed",
+    "ControlCode",
+    "GetAtr",
+    "PowerOff",
+    "PowerOn",
+    "Reset",
+    "Send",
+    "State",
+    "VpcdConnection",
+    "VpcdEvent",
+    "VpcdRequest",
+    "VpcdStateError",
+    "frame",
+    "transition",
+]
 
 # --- wire constants (vpcd.h) -------------------------------------------------
 
