@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     CheckConstraint,
     Column,
@@ -173,4 +174,33 @@ ACCOUNT_SUMS_COLUMNS = (
 CREATE_ACCOUNT_SUMS = (
     f"CREATE TEMPORARY TABLE IF NOT EXISTS account_sums ({', '.join(f'{c} bigint' for c in ACCOUNT_SUMS_COLUMNS)})"
     " ON COMMIT DELETE ROWS"
+)
+
+# Cards registered by personalization (gateway/cards.py). Identifiers and key
+# *versions* only: never a PIN, PUK, ADM code, Ki or key.
+cards = Table(
+    "cards", metadata,
+    # TS 102 221 §13.2 / ITU-T E.118: 19 or 20 digits.
+    Column("iccid", String(20), primary_key=True),
+    # 3GPP TS 23.003 §2.2: at most 15 digits.
+    Column("imsi", String(15), nullable=False, unique=True),
+    # ITU-T E.164: at most 15 digits, stored without "+".
+    Column("msisdn", String(15), nullable=False, unique=True),
+    # The ledger's owner form, "customer:<id>".
+    Column("customer_ref", String(64), nullable=False),
+    Column("profile", String(64), nullable=False),
+    Column("channel", String(16), nullable=False),  # service_hall | field | batch | agent
+    Column("clerk", String(64), nullable=False),
+    Column("scp03_kvn", Integer, nullable=False),
+    Column("ota_key_version", Integer, nullable=False),
+    Column("wallet_key_version", Integer, nullable=False),
+    Column("status", String(12), nullable=False),  # personalized | active | blocked | retired
+    Column("personalized_at", BigInteger, nullable=False),
+    Column("registered_at", BigInteger, nullable=False),
+    # Non-secret extras (batch id, reader, profile revision): JSON object.
+    Column("details", JSON, nullable=False),
+    CheckConstraint("status IN ('personalized', 'active', 'blocked', 'retired')", name="status_known"),
+    CheckConstraint("scp03_kvn BETWEEN 1 AND 127 AND ota_key_version BETWEEN 1 AND 127 AND wallet_key_version BETWEEN 1 AND 127",
+                    name="key_versions_in_range"),
+    Index(None, "customer_ref"),
 )

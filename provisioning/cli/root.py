@@ -23,6 +23,7 @@ from click.core import ParameterSource
 from simwallet.provisioning.cli import errors
 from simwallet.provisioning.cli.context import AppContext
 from simwallet.provisioning.cli.db import db
+from simwallet.provisioning.cli.keys import keys
 from simwallet.provisioning.cli.ledger import ledger
 from simwallet.provisioning.cli.promo import promo
 from simwallet.provisioning.cli.simulate import simulate
@@ -125,3 +126,4 @@ cli.add_command(ledger)
 cli.add_command(promo)
 cli.add_command(db)
 cli.add_command(simulate)
+cli.add_command(keys)

@@ -1,0 +1,446 @@
+"""Card registration: the cards personalization hands to the backend, and their customers' wallet accounts.
+
+Specs: ETSI TS 102 221 §13.2 and ITU-T E.118 (ICCID, 19..20 digits); 3GPP
+TS 23.003 §2.2 (IMSI, at most 15 digits); ITU-T E.164 §6 (MSISDN, at most 15
+digits, first digit not 0; stored without ``+``).
+
+Theory of operation
+-------------------
+:meth:`CardRegistry.register` runs one database transaction that
+
+1. reads, in one statement (one snapshot even at READ COMMITTED), the card
+   with this ICCID and any card holding its IMSI or MSISDN. If the card is
+   registered with the same values, the call is a repeat (a clerk's retry, a
+   batch run again): nothing is written and the result says
+   ``created=False``; with other values it is refused
+   (``idempotency_conflict`` naming the first field that differs);
+2. refuses an IMSI or MSISDN that another card holds (``field_invalid`` on
+   ``imsi``/``msisdn``, naming that card's ICCID);
+3. opens the customer's wallet accounts (:data:`CUSTOMER_ACCOUNT_KINDS`)
+   that are not open yet: a second card of the same customer opens nothing;
+4. inserts the card, status ``personalized``.
+
+:meth:`Ledger.open_accounts` runs a transaction of its own, so step 3 inserts
+the account rows itself, built by the ledger's own validation and defaults
+(``Ledger._account_row``): the card and its accounts commit together or not
+at all. Two registrations of one ICCID at once: SQLite serializes writers
+(``BEGIN IMMEDIATE``); on PostgreSQL the later insert of the same key waits for
+the earlier transaction and then fails on the unique index, and the whole
+transaction is run again, which now finds the card (step 1). Exactly one
+caller sees ``created=True``.
+
+The table holds identifiers and key *versions*, never a PIN, PUK, ADM code,
+Ki or key; ``details`` takes non-secret extras only (names that look like a
+secret are refused).
+"""
+
+from __future__ import annotations
+
+import builtins
+import enum
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
+from typing import Any, Final, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from simwallet.gateway.diversify import check_iccid
+from simwallet.gateway.errors import RejectCode, RequestError, StoreError
+from simwallet.gateway.ledger.ledger import AccountSpec, Ledger, row_to_account, wall_clock_us
+from simwallet.gateway.ledger.model import Account, AccountKind
+from simwallet.gateway.store.schema import accounts, cards, product_tiers
+
+# 3GPP TS 23.003 §2.2: MCC (3) + MNC (2..3) + MSIN, 15 digits at most.
+IMSI_DIGITS_MIN: Final = 6
+IMSI_DIGITS_MAX: Final = 15
+# ITU-T E.164 §6: at most 15 digits including the country code.
+MSISDN_DIGITS_MIN: Final = 7
+MSISDN_DIGITS_MAX: Final = 15
+# "customer:<id>" plus "/customer_wallet" must fit the ledger's 64-character account reference.
+CUSTOMER_PREFIX: Final = "customer:"
+CUSTOMER_ID_LEN_MAX: Final = 64 - len(CUSTOMER_PREFIX) - len("/customer_wallet")
+# Column widths of schema.cards.
+PROFILE_LEN_MAX: Final = 64
+TIER_LEN_MAX: Final = 32  # product_tiers.name
+CLERK_LEN_MAX: Final = 64
+# GP CS v2.3 §11.8 and the key store: versions 1..127.
+KEY_VERSION_MAX: Final = 127
+# A card's non-secret extras: a few fields, not a document store.
+DETAILS_JSON_BYTES_MAX: Final = 4096
+# Cards per page of list().
+LIST_LIMIT_MAX: Final = 10_000
+# Attempts of one registration transaction before a conflict becomes a StoreError.
+TX_ATTEMPTS_MAX: Final = 8
+# First back-off after a conflict; doubles per attempt.
+TX_BACKOFF_S: Final = 0.005
+
+# The accounts every customer with a card has.
+CUSTOMER_ACCOUNT_KINDS: Final = (AccountKind.CUSTOMER_WALLET,)
+# Product tier of a wallet opened by registration: Class I, phone number only.
+DEFAULT_TIER: Final = "basic"
+
+_CUSTOMER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# Words that mark a details key as a secret (compared per word of the key).
+_SECRET_WORDS: Final = frozenset(
+    {
+        "adm",
+        "adm1",
+        "pin",
+        "pin1",
+        "pin2",
+        "puk",
+        "puk1",
+        "puk2",
+        "ki",
+        "opc",
+        "key",
+        "keys",
+        "kic",
+        "kid",
+        "dek",
+        "secret",
+        "password",
+        "passphrase",
+    }
+)
+_PG_RETRY_SQLSTATES: Final = frozenset({"40001", "40P01", "55P03"})
+
+T = TypeVar("T")
+
+
+class AcceptanceChannel(enum.StrEnum):
+    """Where the card was handed to its customer."""
+
+    SERVICE_HALL = "service_hall"
+    FIELD = "field"  # a promoter or technician on site
+    BATCH = "batch"  # pre-personalized in bulk, sold later
+    AGENT = "agent"  # a retail agent
+
+
+class CardStatus(enum.StrEnum):
+    PERSONALIZED = "personalized"  # registered, not yet in use
+    ACTIVE = "active"
+    BLOCKED = "blocked"  # lost, stolen, or PUK blocked; may come back
+    RETIRED = "retired"  # final
+
+
+# (from, to) pairs set_status allows; a status set again is a no-op.
+STATUS_TRANSITIONS: Final = frozenset(
+    {
+        (CardStatus.PERSONALIZED, CardStatus.ACTIVE),
+        (CardStatus.PERSONALIZED, CardStatus.BLOCKED),
+        (CardStatus.PERSONALIZED, CardStatus.RETIRED),
+        (CardStatus.ACTIVE, CardStatus.BLOCKED),
+        (CardStatus.ACTIVE, CardStatus.RETIRED),
+        (CardStatus.BLOCKED, CardStatus.ACTIVE),
+        (CardStatus.BLOCKED, CardStatus.RETIRED),
+    }
+)
+
+
+def _invalid(field_name: str, message: str) -> RequestError:
+    return RequestError(RejectCode.FIELD_INVALID, field_name, message)
+
+
+def _digits(value: object, field_name: str, low: int, high: int) -> str:
+    if not isinstance(value, str) or not (value.isascii() and value.isdigit()) or not low <= len(value) <= high:
+        raise _invalid(field_name, f"{field_name} must be {low}..{high} digits")
+    return value
+
+
+def normalize_msisdn(value: str) -> str:
+    """E.164 digits without ``+`` (a leading ``+`` is accepted and dropped)."""
+    digits = value[1:] if isinstance(value, str) and value.startswith("+") else value
+    digits = _digits(digits, "msisdn", MSISDN_DIGITS_MIN, MSISDN_DIGITS_MAX)
+    if digits[0] == "0":
+        raise _invalid("msisdn", "an E.164 number starts with its country code, never 0")
+    return digits
+
+
+def _text(value: object, field_name: str, length_max: int) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= length_max or not value.isprintable():
+        raise _invalid(field_name, f"{field_name} must be 1..{length_max} printable characters")
+    return value
+
+
+def _version(value: object, field_name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= KEY_VERSION_MAX:
+        raise _invalid(field_name, f"{field_name} must be 1..{KEY_VERSION_MAX}")
+    return value
+
+
+def _details(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise _invalid("details", "details must be a mapping")
+    try:
+        text = json.dumps(dict(value), sort_keys=True, ensure_ascii=False)
+    except (TypeError, ValueError):
+        raise _invalid("details", "details must be JSON: text, numbers, lists and mappings") from None
+    if len(text.encode()) > DETAILS_JSON_BYTES_MAX:
+        raise _invalid("details", f"details take at most {DETAILS_JSON_BYTES_MAX} bytes of JSON")
+    for key in value:
+        if _SECRET_WORDS & set(re.split(r"[^a-z0-9]+", str(key).lower())):
+            raise _invalid("details", f"details key {key!r} looks like a secret: PINs, PUKs, ADM codes, Ki and keys are never stored")
+    return MappingProxyType(json.loads(text))
+
+
+@dataclass(frozen=True)
+class CardRegistration:
+    """What personalization tells the backend about a card. Validated on construction (``RequestError``)."""
+
+    iccid: str
+    imsi: str
+    msisdn: str
+    customer_ref: str  # "customer:<id>"
+    profile: str
+    channel: AcceptanceChannel
+    clerk: str
+    scp03_kvn: int
+    ota_key_version: int
+    wallet_key_version: int
+    personalized_at: int  # microseconds since the epoch, UTC
+    details: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # Product tier of a wallet opened for a new customer (an existing wallet keeps its own).
+    tier: str | None = DEFAULT_TIER
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        check_iccid(self.iccid)
+        _digits(self.imsi, "imsi", IMSI_DIGITS_MIN, IMSI_DIGITS_MAX)
+        set_(self, "msisdn", normalize_msisdn(self.msisdn))
+        ref = self.customer_ref
+        if not (
+            isinstance(ref, str)
+            and ref.startswith(CUSTOMER_PREFIX)
+            and len(ref) - len(CUSTOMER_PREFIX) <= CUSTOMER_ID_LEN_MAX
+            and _CUSTOMER_ID.fullmatch(ref[len(CUSTOMER_PREFIX) :])
+        ):
+            raise _invalid("customer_ref", f"customer_ref is {CUSTOMER_PREFIX}<id>, id 1..{CUSTOMER_ID_LEN_MAX} of A-Z a-z 0-9 _ . -")
+        _text(self.profile, "profile", PROFILE_LEN_MAX)
+        try:
+            set_(self, "channel", AcceptanceChannel(self.channel))
+        except ValueError:
+            raise _invalid("channel", f"channel is one of {', '.join(c.value for c in AcceptanceChannel)}") from None
+        _text(self.clerk, "clerk", CLERK_LEN_MAX)
+        for name in ("scp03_kvn", "ota_key_version", "wallet_key_version"):
+            _version(getattr(self, name), name)
+        if isinstance(self.personalized_at, bool) or not isinstance(self.personalized_at, int) or self.personalized_at <= 0:
+            raise _invalid("personalized_at", "personalized_at is microseconds since the epoch")
+        set_(self, "details", _details(self.details))
+        if self.tier is not None:
+            _text(self.tier, "tier", TIER_LEN_MAX)
+
+
+# The registration fields stored on the card row, compared by a repeated registration.
+_CARD_FIELDS: Final = tuple(f.name for f in fields(CardRegistration) if f.name != "tier")
+
+
+@dataclass(frozen=True)
+class RegisteredCard:
+    """A card as stored."""
+
+    iccid: str
+    imsi: str
+    msisdn: str
+    customer_ref: str
+    profile: str
+    channel: AcceptanceChannel
+    clerk: str
+    scp03_kvn: int
+    ota_key_version: int
+    wallet_key_version: int
+    status: CardStatus
+    personalized_at: int
+    registered_at: int  # microseconds since the epoch, UTC, from the registry's clock
+    details: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class RegistrationResult:
+    card: RegisteredCard
+    created: bool  # False: the same registration had been made before; nothing was written
+    accounts: tuple[Account, ...]  # the customer's wallet accounts (CUSTOMER_ACCOUNT_KINDS), opened now or before
+    opened: tuple[Account, ...] = ()  # those of them this call opened
+
+
+def _row_to_card(row: Any) -> RegisteredCard:
+    details = row.details if isinstance(row.details, dict) else json.loads(row.details)
+    return RegisteredCard(
+        iccid=row.iccid,
+        imsi=row.imsi,
+        msisdn=row.msisdn,
+        customer_ref=row.customer_ref,
+        profile=row.profile,
+        channel=AcceptanceChannel(row.channel),
+        clerk=row.clerk,
+        scp03_kvn=row.scp03_kvn,
+        ota_key_version=row.ota_key_version,
+        wallet_key_version=row.wallet_key_version,
+        status=CardStatus(row.status),
+        personalized_at=row.personalized_at,
+        registered_at=row.registered_at,
+        details=MappingProxyType(details),
+    )
+
+
+class CardRegistry:
+    """The ``cards`` table, with the ledger whose accounts registration opens (same database).
+
+    ``clock`` gives ``registered_at`` in microseconds since the epoch (UTC).
+    """
+
+    def __init__(self, engine: Engine, ledger: Ledger, *, clock: Callable[[], int] = wall_clock_us) -> None:
+        if ledger.engine.url != engine.url:
+            raise ValueError("the card registry and the ledger must use the same database")
+        self.engine = engine
+        self.ledger = ledger
+        self._clock = clock
+        self._pg = engine.dialect.name == "postgresql"
+
+    # -- registration ------------------------------------------------------------------
+
+    def register(self, registration: CardRegistration) -> RegistrationResult:
+        """Register a card and open its customer's wallet accounts, in one transaction; idempotent."""
+        reg = registration
+        tier = reg.tier
+        specs = [
+            AccountSpec(kind, reg.customer_ref, tier=tier if kind is AccountKind.CUSTOMER_WALLET else None)
+            for kind in CUSTOMER_ACCOUNT_KINDS
+        ]
+
+        def work(conn: sa.Connection) -> RegistrationResult:
+            # One statement, so one snapshot even at READ COMMITTED: a card committed meanwhile
+            # shows up as itself, never as "its MSISDN is on another card".
+            query = sa.select(cards).where(sa.or_(cards.c.iccid == reg.iccid, cards.c.imsi == reg.imsi, cards.c.msisdn == reg.msisdn))
+            found = {row.iccid: _row_to_card(row) for row in conn.execute(query)}
+            if reg.iccid in found:
+                card = found[reg.iccid]
+                self._check_same(card, reg)
+                return RegistrationResult(card, False, self._customer_accounts(conn, reg.customer_ref))
+            for column in ("imsi", "msisdn"):
+                other = next((c.iccid for c in found.values() if getattr(c, column) == getattr(reg, column)), None)
+                if other is not None:
+                    raise _invalid(column, f"{column} {getattr(reg, column)} is already on card {other}")
+            now = self._clock()
+            have = {a.kind for a in self._customer_accounts(conn, reg.customer_ref)}
+            missing = [s for s in specs if s.kind not in have]
+            if (
+                tier is not None
+                and missing
+                and conn.execute(sa.select(product_tiers.c.name).where(product_tiers.c.name == tier)).first() is None
+            ):
+                raise _invalid("tier", f"no product tier {tier!r}")
+            # The ledger's own row builder (validation, flags, defaults): see the module docstring.
+            rows = [Ledger._account_row(spec, now) for spec in missing]
+            if rows:
+                conn.execute(accounts.insert(), rows)
+            values = {name: getattr(reg, name) for name in _CARD_FIELDS}
+            values.update(channel=reg.channel.value, details=dict(reg.details), status=CardStatus.PERSONALIZED.value, registered_at=now)
+            conn.execute(cards.insert().values(**values))
+            card = _row_to_card(conn.execute(sa.select(cards).where(cards.c.iccid == reg.iccid)).one())
+            held = self._customer_accounts(conn, reg.customer_ref)
+            opened_refs = {r["ref"] for r in rows}
+            return RegistrationResult(card, True, held, tuple(a for a in held if a.ref in opened_refs))
+
+        return self._in_tx(work)
+
+    @staticmethod
+    def _check_same(card: RegisteredCard, reg: CardRegistration) -> None:
+        for name in _CARD_FIELDS:
+            if getattr(card, name) != getattr(reg, name):
+                raise RequestError(RejectCode.IDEMPOTENCY_CONFLICT, name, f"card {card.iccid} is registered with another {name}")
+
+    @staticmethod
+    def _customer_accounts(conn: sa.Connection, owner: str) -> tuple[Account, ...]:
+        kinds = [k.value for k in CUSTOMER_ACCOUNT_KINDS]
+        query = sa.select(accounts).where(accounts.c.owner == owner, accounts.c.kind.in_(kinds)).order_by(accounts.c.id)
+        return tuple(row_to_account(r) for r in conn.execute(query))
+
+    # -- reading and status --------------------------------------------------------------
+
+    def get(self, iccid: str) -> RegisteredCard | None:
+        check_iccid(iccid)
+        with self._read() as conn:
+            row = conn.execute(sa.select(cards).where(cards.c.iccid == iccid)).first()
+        return None if row is None else _row_to_card(row)
+
+    def by_msisdn(self, msisdn: str) -> RegisteredCard | None:
+        """The card of a phone number (E.164, with or without ``+``), for the SMS and USSD services."""
+        number = normalize_msisdn(msisdn)
+        with self._read() as conn:
+            row = conn.execute(sa.select(cards).where(cards.c.msisdn == number)).first()
+        return None if row is None else _row_to_card(row)
+
+    def list(
+        self, *, customer_ref: str | None = None, status: CardStatus | str | None = None, limit: int = 100, after_iccid: str | None = None
+    ) -> builtins.list[RegisteredCard]:
+        """Cards by ICCID, a page of at most ``limit`` after ``after_iccid``."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= LIST_LIMIT_MAX:
+            raise _invalid("limit", f"limit must be 1..{LIST_LIMIT_MAX}")
+        query = sa.select(cards).order_by(cards.c.iccid).limit(limit)
+        if customer_ref is not None:
+            query = query.where(cards.c.customer_ref == customer_ref)
+        if status is not None:
+            query = query.where(cards.c.status == _status(status).value)
+        if after_iccid is not None:
+            query = query.where(cards.c.iccid > after_iccid)
+        with self._read() as conn:
+            return [_row_to_card(r) for r in conn.execute(query)]
+
+    def set_status(self, iccid: str, status: CardStatus | str) -> RegisteredCard:
+        """Move a card along :data:`STATUS_TRANSITIONS`; setting the current status again changes nothing."""
+        check_iccid(iccid)
+        target = _status(status)
+
+        def work(conn: sa.Connection) -> RegisteredCard:
+            query = sa.select(cards).where(cards.c.iccid == iccid)
+            row = conn.execute(query.with_for_update() if self._pg else query).first()
+            if row is None:
+                raise _invalid("iccid", f"no card {iccid}")
+            current = CardStatus(row.status)
+            if current is target:
+                return _row_to_card(row)
+            if (current, target) not in STATUS_TRANSITIONS:
+                raise _invalid("status", f"card {iccid} is {current.value}: it cannot become {target.value}")
+            conn.execute(cards.update().where(cards.c.iccid == iccid).values(status=target.value))
+            return _row_to_card(conn.execute(query).one())
+
+        return self._in_tx(work)
+
+    # -- transactions ------------------------------------------------------------------
+
+    def _read(self) -> sa.Connection:
+        return self.engine.connect().execution_options(simwallet_readonly=True)
+
+    def _in_tx(self, work: Callable[[sa.Connection], T]) -> T:
+        """Run ``work`` in a write transaction, again after a unique-key race or a retryable conflict."""
+        last: Exception | None = None
+        for attempt in range(TX_ATTEMPTS_MAX):
+            try:
+                with self.engine.begin() as conn:
+                    return work(conn)
+            except sa.exc.IntegrityError as exc:
+                last = exc  # a concurrent registration inserted the same card or account first
+            except sa.exc.DBAPIError as exc:
+                if not self._retryable(exc):
+                    raise StoreError(f"database error: {exc.orig}") from exc
+                last = exc
+            time.sleep(TX_BACKOFF_S * 2**attempt)
+        raise StoreError(f"card registration still conflicting after {TX_ATTEMPTS_MAX} attempts: {last}") from last
+
+    def _retryable(self, exc: sa.exc.DBAPIError) -> bool:
+        if self._pg:
+            return getattr(exc.orig, "sqlstate", None) in _PG_RETRY_SQLSTATES
+        return "locked" in str(exc.orig) or "busy" in str(exc.orig)
+
+
+def _status(value: CardStatus | str) -> CardStatus:
+    try:
+        return CardStatus(value)
+    except ValueError:
+        raise _invalid("status", f"status is one of {', '.join(s.value for s in CardStatus)}") from None
