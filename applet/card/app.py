@@ -49,6 +49,10 @@ class CardServices(Protocol):
         """Whether the PIN or ADM key ``key_reference`` (TS 102 221 §9.5.1) is verified in this session."""
         ...
 
+    def read_file(self, path: str) -> bytes:
+        """The content of the card's EF at ``path`` (``ADF.USIM/EF.LI``), for the card's own applications."""
+        ...
+
 
 class Application(Protocol):
     """An application selected by AID (an applet or a security domain)."""

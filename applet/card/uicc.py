@@ -101,6 +101,13 @@ class UiccServices:
     def pin_verified(self, key_reference: int) -> bool:
         return self._uicc.pins.is_verified(key_reference)
 
+    def read_file(self, path: str) -> bytes:
+        """A transparent EF's bytes (or a record EF's records joined), by path, regardless of access conditions.
+
+        For the card's own applications (the wallet reads EF.LI); nothing outside the card reaches this.
+        """
+        return self._uicc.file_content(path)
+
 
 class Uicc:
     """A UICC with a file system, PINs, optional applications and toolkit; implements the vpcd link's ``Card``.
@@ -307,7 +314,9 @@ class Uicc:
             data, self._pending = data[:keep], data[keep:]
             if sw == SW_OK:
                 sw = 0x6100 | (min(len(self._pending), SHORT_NE_MAX) & 0xFF)
-        if sw == SW_OK and self._toolkit is not None:
+        # A secure-messaging response's status word is covered by its R-MAC (GP Amendment D §6.2.5), so
+        # 9000 stays; the pending proactive command is signalled on the next plain command.
+        if sw == SW_OK and self._toolkit is not None and not command.cla & _SM_BITS:
             waiting = self._toolkit.pending_length()
             if waiting > 0:
                 sw = 0x9100 | (waiting & 0xFF)
