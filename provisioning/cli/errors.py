@@ -21,6 +21,7 @@ import click
 
 from simwallet.gateway.errors import GatewayError, IntegrityViolation, RemotePeerError, RequestError, StoreError
 from simwallet.provisioning.cli import render
+from simwallet.provisioning.errors import ProvisioningError
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +119,39 @@ _BY_CLASS: tuple[tuple[type[GatewayError], type[CliError]], ...] = (
 )
 
 
+def _provisioning(exc: ProvisioningError, *, json_output: bool) -> CliError:
+    """PC/SC, card and journal failures: a reader or card that fails is a remote peer (3); a refused step, a
+    wrong card, a key with too few tries, a bad value or a journal for other input are the request's (1)."""
+    # Imported here: only a program that raised one of these has loaded their modules (and pyscard).
+    from simwallet.provisioning.journal import JournalError
+    from simwallet.provisioning.personalize_card import PersonalizationError, TriesTooLowError, WrongCardError
+    from simwallet.provisioning.reader import CardRemovedError, NoCardError, ReaderBusyError, ReaderError
+    from simwallet.provisioning.values import CardValueError
+    from simwallet.provisioning.yamlpos import ProfileError
+
+    if isinstance(exc, PersonalizationError):
+        code = "personalization_failed"
+        if isinstance(exc, WrongCardError):
+            code = "wrong_card"
+        elif isinstance(exc, TriesTooLowError):
+            code = "tries_too_low"
+        return UserError(str(exc), code=code, field=exc.field, json_output=json_output, extra=exc.to_json())
+    if isinstance(exc, ReaderError):
+        code = {CardRemovedError: "card_removed", NoCardError: "no_card", ReaderBusyError: "reader_busy"}.get(type(exc), "reader_error")
+        return RemoteFailure(str(exc), code=code, json_output=json_output, extra={"reader": exc.reader})
+    if isinstance(exc, CardValueError):
+        return UserError(str(exc), code="card_value_invalid", field=exc.name, json_output=json_output)
+    if isinstance(exc, ProfileError):
+        return UserError(str(exc), code="profile_invalid", json_output=json_output)
+    if isinstance(exc, JournalError):
+        return UserError(str(exc), code="journal_error", field="journal", json_output=json_output)
+    return UserError(str(exc), code="provisioning_error", json_output=json_output)
+
+
 def translate(exc: BaseException, *, json_output: bool) -> CliError | None:
     """The CLI error for an expected failure, or ``None`` for anything that is a bug."""
+    if isinstance(exc, ProvisioningError):
+        return _provisioning(exc, json_output=json_output)
     if isinstance(exc, RequestError):
         return refused(exc, json_output=json_output)
     if isinstance(exc, GatewayError):

@@ -21,10 +21,12 @@ import click
 from click.core import ParameterSource
 
 from simwallet.provisioning.cli import errors
+from simwallet.provisioning.cli.card import card
 from simwallet.provisioning.cli.context import AppContext
 from simwallet.provisioning.cli.db import db
 from simwallet.provisioning.cli.keys import keys
 from simwallet.provisioning.cli.ledger import ledger
+from simwallet.provisioning.cli.phone import phone
 from simwallet.provisioning.cli.promo import promo
 from simwallet.provisioning.cli.simulate import simulate
 
@@ -127,3 +129,5 @@ cli.add_command(promo)
 cli.add_command(db)
 cli.add_command(simulate)
 cli.add_command(keys)
+cli.add_command(phone)
+cli.add_command(card)

@@ -1,0 +1,565 @@
+"""Batch personalization: the cards of a CSV on several readers at once, one worker thread per reader, resumable through the journal.
+
+Spec: PC/SC Workgroup specification part 5 as pcsc-lite implements it
+(``SCardGetStatusChange`` for card presence, ``SCardConnect`` with
+``SCARD_SHARE_EXCLUSIVE``, ``SCardDisconnect`` with ``SCARD_UNPOWER_CARD`` to
+end a card's turn in a feeder); ETSI TS 102 221 §13.2 (EF.ICCID tells cards
+apart); the step contract of :mod:`simwallet.provisioning.personalize` and
+the journal of :mod:`simwallet.provisioning.journal`.
+
+Theory of operation
+-------------------
+The input has passed pre-flight (:mod:`simwallet.provisioning.batch_csv`)
+before a worker starts. Each reader gets a thread with its own PC/SC context
+(pcsc-lite contexts are per thread of use; pyscard releases the GIL in
+``SCardTransmit``, so readers run in parallel). A worker loops:
+
+1. wait for a card (in slices of :data:`POLL_S`, so a stop is seen soon);
+2. connect exclusively and read the card's ICCID;
+3. decide: a card not in the CSV is reported *unexpected*; a card the journal
+   says is finished, or that failed earlier in this run, is *skipped*; the card
+   the worker has just dealt with, still in a reader without a feeder, is left
+   alone until it is taken out; anything else is personalized with
+   ``Personalizer.personalize(connection, job, journal)``, which skips the
+   steps the journal already has;
+4. disconnect with ``unpower``: a feeder puts the next card in.
+
+A :class:`~simwallet.provisioning.reader.ReaderError` during personalization
+(the card was pulled, or stopped answering) is journaled as ``failed`` at the
+step that was running and the card stays *pending*: when it comes back, in
+any reader, it is finished from its last good step. A
+:class:`~simwallet.provisioning.personalize.PersonalizationError` (or a refusal
+by the backend) journals ``failed`` and sets the card aside for this run; the
+batch goes on with the others, and a later run tries it again.
+
+The batch ends when every card is finished or failed, when no reader has seen
+a new card for ``idle_timeout_s`` while no worker was busy, or on
+:meth:`Batch.stop`. Progress goes to an ``on_event`` callback
+(:class:`BatchEvent`); the library never prints. Results carry ICCIDs, step
+names, counts and error texts built without secrets.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
+
+from simwallet.applet.errors import AppletError
+from simwallet.gateway.errors import GatewayError
+from simwallet.provisioning.batch_csv import BatchCard, BatchInput
+from simwallet.provisioning.errors import ProvisioningError
+from simwallet.provisioning.journal import CardProgress
+from simwallet.provisioning.reader import CardConnection, NoCardError, Pcsc, ReaderBusyError, ReaderError, Trace
+
+if TYPE_CHECKING:
+    from simwallet.provisioning.personalize import CardJob, CardOutcome, StepJournal
+
+logger = logging.getLogger(__name__)
+
+# A worker waits for cards in slices this long, so that a stop or the idle timeout is seen within it.
+POLL_S: Final = 0.2
+# After a PC/SC error that is not about the card (pcscd restarting, a reader busy), wait this long before trying again.
+RETRY_S: Final = 0.1
+# Default of --idle-timeout: a feeder loads the next card within seconds, an operator within half a minute.
+IDLE_TIMEOUT_S: Final = 30.0
+# Readers one batch drives; one thread each.
+READERS_MAX: Final = 64
+# The journal's step name for what precedes the first step (connecting, reading the ICCID).
+STEP_CARD: Final = "card"
+# An error text in a result is cut to this many characters (the journal bounds its records too).
+ERROR_TEXT_MAX: Final = 500
+
+
+class CardStatus(enum.StrEnum):
+    """Where a card of the batch stands at the end (or the current state, during the run)."""
+
+    PERSONALIZED = "personalized"  # finished in this run
+    ALREADY_DONE = "already_done"  # finished by an earlier run (the journal says so)
+    FAILED = "failed"  # a step failed; set aside for this run
+    INTERRUPTED = "interrupted"  # left a reader mid-way and did not come back before the end
+    PENDING = "pending"  # not seen in any reader
+    UNEXPECTED = "unexpected"  # a card that is not in the CSV
+
+
+class EventKind(enum.StrEnum):
+    WAITING = "waiting"  # the reader waits for a card
+    STARTED = "started"  # personalization of ``iccid`` starts (``steps``: the steps the journal has not yet)
+    STEP = "step"  # ``step`` of ``iccid`` is done
+    FINISHED = "finished"  # ``result`` is final for this card (personalized, skipped, failed)
+    SKIPPED = "skipped"  # a finished (or failed) card was taken out again
+    UNEXPECTED = "unexpected"  # a card not in the CSV was taken out
+    INTERRUPTED = "interrupted"  # the card left mid-way (``message``); it is finished when it comes back
+    READER_ERROR = "reader_error"  # a PC/SC problem not tied to a card (``message``)
+    STOPPED = "stopped"  # the worker ended
+
+
+@dataclass(frozen=True)
+class CardResult:
+    """One card's line in the results: no secret, only ICCID, reader, status, steps, counts and the error text."""
+
+    iccid: str
+    row: int | None
+    reader: str | None
+    status: CardStatus
+    steps_run: tuple[str, ...] = ()
+    steps_skipped: tuple[str, ...] = ()
+    apdus: int = 0
+    seconds: float = 0.0
+    attempts: int = 0
+    error: str | None = None
+
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "iccid",
+        "row",
+        "reader",
+        "status",
+        "steps_run",
+        "steps_skipped",
+        "apdus",
+        "seconds",
+        "attempts",
+        "error",
+    )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "iccid": self.iccid,
+            "row": self.row,
+            "reader": self.reader,
+            "status": self.status.value,
+            "steps_run": list(self.steps_run),
+            "steps_skipped": list(self.steps_skipped),
+            "apdus": self.apdus,
+            "seconds": round(self.seconds, 3),
+            "attempts": self.attempts,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class BatchEvent:
+    kind: EventKind
+    reader: str
+    iccid: str | None = None
+    step: str | None = None
+    steps: tuple[str, ...] = ()
+    result: CardResult | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """The end of a run: every card's result (CSV order, then unexpected cards), why it ended, how long it took."""
+
+    results: tuple[CardResult, ...]
+    ended: str  # "complete", "idle", "stopped"
+    seconds: float
+
+    def count(self, status: CardStatus) -> int:
+        return sum(1 for result in self.results if result.status is status)
+
+    @property
+    def complete(self) -> bool:
+        """Every card of the CSV is personalized (now or before)."""
+        return all(
+            r.status in (CardStatus.PERSONALIZED, CardStatus.ALREADY_DONE) for r in self.results if r.status is not CardStatus.UNEXPECTED
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        counts = {status.value: self.count(status) for status in CardStatus}
+        return {"ended": self.ended, "seconds": round(self.seconds, 3), "counts": counts, "cards": [r.to_json() for r in self.results]}
+
+
+class PersonalizerLike(Protocol):
+    """What the batch needs of :class:`~simwallet.provisioning.personalize.Personalizer`."""
+
+    STEPS: ClassVar[tuple[str, ...]]
+
+    def personalize(self, connection: CardConnection, job: CardJob, journal: StepJournal | None = None) -> CardOutcome: ...
+
+
+class _ObservedJournal:
+    """The batch's journal as the personalizer sees it: every ``done`` also becomes a progress event."""
+
+    def __init__(self, journal: StepJournal, on_done: Callable[[str, str], None]) -> None:
+        self._journal = journal
+        self._on_done = on_done
+
+    def progress(self, iccid: str) -> CardProgress:
+        return self._journal.progress(iccid)
+
+    def record(self, iccid: str, step: str, event: str = "done", *, error: str | None = None) -> None:
+        self._journal.record(iccid, step, event, error=error)
+        if event == "done":
+            self._on_done(iccid, step)
+
+    def finish(self, iccid: str) -> None:
+        self._journal.finish(iccid)
+
+
+@dataclass
+class _Card:
+    """The batch's running record of one card (under the batch's lock)."""
+
+    iccid: str
+    row: int | None
+    status: CardStatus
+    reader: str | None = None
+    steps_run: list[str] = field(default_factory=list)
+    steps_skipped: tuple[str, ...] = ()
+    apdus: int = 0
+    seconds: float = 0.0
+    attempts: int = 0
+    error: str | None = None
+
+    def result(self) -> CardResult:
+        return CardResult(
+            self.iccid,
+            self.row,
+            self.reader,
+            self.status,
+            tuple(self.steps_run),
+            self.steps_skipped,
+            self.apdus,
+            self.seconds,
+            self.attempts,
+            self.error,
+        )
+
+
+def _error_text(exc: BaseException) -> str:
+    # Only our own errors' texts are shown (they are built without secrets); anything else by its type.
+    known = isinstance(exc, (ProvisioningError, AppletError, GatewayError))
+    text = str(exc) if known else f"{type(exc).__name__} (see the log)"
+    return text if len(text) <= ERROR_TEXT_MAX else text[: ERROR_TEXT_MAX - 1] + "…"
+
+
+class Batch:
+    """One batch run over ``cards`` on ``readers``; :meth:`run` blocks until it ends and returns the report.
+
+    ``personalizer`` builds one personalizer per worker (called on the
+    worker's thread). ``pcsc`` opens a PC/SC context (one per worker). The
+    journal must be the batch's, opened with ``cards.digest``.
+    """
+
+    def __init__(
+        self,
+        cards: BatchInput,
+        journal: StepJournal,
+        personalizer: Callable[[], PersonalizerLike],
+        readers: Sequence[str],
+        *,
+        clerk: str,
+        channel: str = "batch",
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
+        on_event: Callable[[BatchEvent], None] | None = None,
+        trace: Trace | None = None,
+        pcsc: Callable[[], Pcsc] = Pcsc,
+        clock: Callable[[], float] = time.monotonic,
+        poll_s: float = POLL_S,
+    ) -> None:
+        if not 1 <= len(readers) <= READERS_MAX:
+            raise ValueError(f"a batch drives 1 to {READERS_MAX} readers, not {len(readers)}")
+        if len(set(readers)) != len(readers):
+            raise ValueError("a reader is named twice")
+        if idle_timeout_s <= 0 or poll_s <= 0:
+            raise ValueError("idle_timeout_s and poll_s must be positive")
+        self._input = cards
+        self._by_iccid: Mapping[str, BatchCard] = cards.by_iccid()
+        self._journal = journal
+        self._personalizer = personalizer
+        self._readers = tuple(readers)
+        self._clerk = clerk
+        self._channel = channel
+        self._idle_timeout_s = idle_timeout_s
+        self._on_event = on_event
+        self._trace = trace
+        self._pcsc = pcsc
+        self._clock = clock
+        self._poll_s = poll_s
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ended: str | None = None
+        self._busy = 0
+        self._last_activity = clock()
+        self._cards: dict[str, _Card] = {}
+        for card in cards.cards:
+            progress = journal.progress(card.iccid)
+            status = CardStatus.ALREADY_DONE if progress.finished else CardStatus.PENDING
+            self._cards[card.iccid] = _Card(card.iccid, card.row, status, attempts=progress.attempts)
+        self._unexpected: dict[str, _Card] = {}
+
+    # -- running --------------------------------------------------------------------------------------
+
+    def run(self) -> BatchReport:
+        """Start one worker per reader, wait for the end, return the report. Ctrl-C stops the workers after their current card."""
+        started = self._clock()
+        self._last_activity = started
+        threads = [threading.Thread(target=self._work, args=(reader,), name=f"batch {reader}", daemon=True) for reader in self._readers]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(self._poll_s)
+        except KeyboardInterrupt:
+            self.stop()
+            for thread in threads:
+                thread.join()
+            raise
+        return self.report(self._clock() - started)
+
+    def stop(self) -> None:
+        """End the run: workers finish the card they are on, then return (any thread)."""
+        self._end("stopped")
+
+    def report(self, seconds: float = 0.0) -> BatchReport:
+        with self._lock:
+            cards = [c.result() for c in self._cards.values()]
+            unexpected = [c.result() for c in self._unexpected.values()]
+            ended = self._ended or "stopped"
+        final = [
+            CardResult(
+                r.iccid, r.row, r.reader, CardStatus.INTERRUPTED, r.steps_run, r.steps_skipped, r.apdus, r.seconds, r.attempts, r.error
+            )
+            if r.status is CardStatus.PENDING and r.reader is not None
+            else r
+            for r in cards
+        ]
+        return BatchReport(tuple(final + unexpected), ended, seconds)
+
+    # -- shared state -------------------------------------------------------------------------------------
+
+    def _emit(self, event: BatchEvent) -> None:
+        if self._on_event is not None:
+            try:
+                self._on_event(event)
+            except Exception:
+                logger.exception("batch progress callback failed; ignored")
+
+    def _end(self, why: str) -> None:
+        with self._lock:
+            if self._ended is None:
+                self._ended = why
+        self._stop.set()
+
+    def _check_end(self) -> bool:
+        """True when the run is over: stopped, every card settled, or idle for too long."""
+        if self._stop.is_set():
+            return True
+        with self._lock:
+            settled = all(c.status in (CardStatus.PERSONALIZED, CardStatus.ALREADY_DONE, CardStatus.FAILED) for c in self._cards.values())
+            idle = self._busy == 0 and self._clock() - self._last_activity >= self._idle_timeout_s
+        if settled:
+            self._end("complete")
+        elif idle:
+            self._end("idle")
+        return self._stop.is_set()
+
+    def _touch(self) -> None:
+        with self._lock:
+            self._last_activity = self._clock()
+
+    # -- one reader -------------------------------------------------------------------------------------------
+
+    def _work(self, reader: str) -> None:
+        try:
+            with self._pcsc() as pcsc:
+                personalizer = self._personalizer()
+                self._loop(reader, pcsc, personalizer)
+        except ReaderError as exc:
+            self._emit(BatchEvent(EventKind.READER_ERROR, reader, message=_error_text(exc)))
+        except Exception:
+            logger.exception("batch worker for %s failed", reader)
+            self._emit(BatchEvent(EventKind.READER_ERROR, reader, message="internal error (see the log)"))
+        finally:
+            self._emit(BatchEvent(EventKind.STOPPED, reader))
+
+    def _loop(self, reader: str, pcsc: Pcsc, personalizer: PersonalizerLike) -> None:
+        handled: str | None = None  # the ICCID this worker dealt with last (a reader without a feeder keeps it)
+        waiting = False
+        while not self._check_end():
+            try:
+                pcsc.wait_for_card(reader, self._poll_s)
+            except NoCardError:
+                if not waiting:
+                    self._emit(BatchEvent(EventKind.WAITING, reader))
+                    waiting = True
+                continue
+            except ReaderError as exc:
+                self._emit(BatchEvent(EventKind.READER_ERROR, reader, message=_error_text(exc)))
+                self._stop.wait(self._poll_s)
+                continue
+            waiting = False
+            try:
+                connection = pcsc.connect(reader, exclusive=True, trace=self._trace)
+            except NoCardError:
+                continue
+            except ReaderBusyError as exc:
+                self._emit(BatchEvent(EventKind.READER_ERROR, reader, message=_error_text(exc)))
+                self._stop.wait(self._poll_s)
+                continue
+            except ReaderError:
+                # The card left between presence and connect, or the feeder's reader is being emptied.
+                self._stop.wait(RETRY_S)
+                continue
+            handled = self._handle(reader, pcsc, connection, personalizer, handled)
+
+    def _handle(
+        self, reader: str, pcsc: Pcsc, connection: CardConnection, personalizer: PersonalizerLike, handled: str | None
+    ) -> str | None:
+        from simwallet.provisioning.personalize import read_iccid
+
+        disposition = "unpower"
+        try:
+            try:
+                iccid = read_iccid(connection)
+            except ReaderError:
+                return handled
+            except (ProvisioningError, AppletError) as exc:
+                # Not a UICC we can read (or an emptied feeder's contacts): tell, and look again after a pause.
+                self._emit(BatchEvent(EventKind.READER_ERROR, reader, message=f"cannot read the card's ICCID: {_error_text(exc)}"))
+                self._stop.wait(self._poll_s)
+                return handled
+            if iccid == handled:
+                disposition = "leave"
+                return handled
+            return self._dispatch(reader, connection, personalizer, iccid)
+        finally:
+            connection.close(disposition=disposition)
+            if disposition == "leave":
+                self._wait_removed(reader, pcsc)
+
+    def _wait_removed(self, reader: str, pcsc: Pcsc) -> None:
+        while not self._check_end():
+            try:
+                pcsc.wait_for_card(reader, self._poll_s, present=False)
+                return
+            except NoCardError:
+                continue
+
+    def _dispatch(self, reader: str, connection: CardConnection, personalizer: PersonalizerLike, iccid: str) -> str | None:
+        card = self._by_iccid.get(iccid)
+        if card is None:
+            with self._lock:
+                record = self._unexpected.setdefault(
+                    iccid, _Card(iccid, None, CardStatus.UNEXPECTED, reader, error="not in the batch's CSV")
+                )
+                result = record.result()
+            self._emit(BatchEvent(EventKind.UNEXPECTED, reader, iccid, result=result))
+            return iccid
+        self._touch()
+        with self._lock:
+            state = self._cards[iccid]
+            settled = state.status in (CardStatus.ALREADY_DONE, CardStatus.PERSONALIZED, CardStatus.FAILED)
+            if not settled:
+                self._busy += 1
+                state.reader = reader
+        if settled:
+            self._emit(BatchEvent(EventKind.SKIPPED, reader, iccid, result=state.result()))
+            return iccid
+        try:
+            return self._personalize(reader, connection, personalizer, card, state)
+        finally:
+            with self._lock:
+                self._busy -= 1
+                self._last_activity = self._clock()
+
+    def _personalize(
+        self, reader: str, connection: CardConnection, personalizer: PersonalizerLike, card: BatchCard, state: _Card
+    ) -> str | None:
+        from simwallet.provisioning.personalize import CardJob
+
+        iccid = card.iccid
+        done = self._journal.progress(iccid).steps_done
+        self._emit(BatchEvent(EventKind.STARTED, reader, iccid, steps=tuple(s for s in personalizer.STEPS if s not in done)))
+        job = CardJob(values=card.values, personalization=card.personalization, channel=self._channel, clerk=self._clerk, row=card.row)
+        journal = _ObservedJournal(self._journal, lambda i, step: self._emit(BatchEvent(EventKind.STEP, reader, i, step=step)))
+        started = self._clock()
+        error: BaseException | None = None
+        outcome = None
+        try:
+            outcome = personalizer.personalize(connection, job, journal)
+        except Exception as exc:  # a failed card must not end the batch: it is journaled, reported and set aside
+            if not isinstance(exc, (ProvisioningError, AppletError, GatewayError)):
+                logger.exception("personalizing %s failed", iccid)
+            error = exc
+        seconds = self._clock() - started
+        apdus = connection.exchanges  # the connection is this card's: reading its ICCID included
+        with self._lock:
+            state.attempts += 1
+            state.apdus += apdus
+            state.seconds += seconds
+            if outcome is not None:
+                state.status = CardStatus.PERSONALIZED
+                state.steps_run += [s for s in outcome.steps_run if s not in state.steps_run]
+                state.steps_skipped = outcome.steps_skipped  # by the last attempt: done before it, in this run or an earlier one
+                state.error = None
+        if outcome is not None:
+            self._emit(BatchEvent(EventKind.FINISHED, reader, iccid, result=state.result()))
+            return iccid
+        assert error is not None
+        text = _error_text(error)
+        step = getattr(error, "step", None) or self._current_step(personalizer, iccid)
+        self._record_failure(iccid, step, text)
+        with self._lock:
+            state.error = text
+            state.steps_run += [s for s in self._journal.progress(iccid).steps_done if s in personalizer.STEPS and s not in state.steps_run]
+            if not isinstance(error, ReaderError):
+                state.status = CardStatus.FAILED
+        if isinstance(error, ReaderError):
+            # The card may come back (a pull, a feeder jam): it is finished from its last good step then.
+            self._emit(BatchEvent(EventKind.INTERRUPTED, reader, iccid, step=step, message=text))
+            return None
+        self._emit(BatchEvent(EventKind.FINISHED, reader, iccid, step=step, result=state.result()))
+        return iccid
+
+    def _current_step(self, personalizer: PersonalizerLike, iccid: str) -> str:
+        done = self._journal.progress(iccid).steps_done
+        return next((step for step in personalizer.STEPS if step not in done), STEP_CARD)
+
+    def _record_failure(self, iccid: str, step: str, text: str) -> None:
+        try:
+            self._journal.record(iccid, step, "failed", error=text)
+        except ProvisioningError:
+            logger.exception("cannot journal the failure of %s", iccid)
+
+
+def write_results(path: Any, report: BatchReport) -> None:
+    """The results as JSON (a ``.json`` path) or CSV (anything else): one line per card, no secret."""
+    import csv
+    import json
+    import os
+    from pathlib import Path
+
+    target = Path(path)
+    temporary = target.with_name(target.name + ".tmp")
+    if target.suffix.lower() == ".json":
+        temporary.write_text(json.dumps(report.to_json(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    else:
+        with temporary.open("w", newline="", encoding="utf-8") as file:
+            writer = csv.writer(file)
+            writer.writerow(CardResult.FIELDS)
+            for result in report.results:
+                doc = result.to_json()
+                doc["steps_run"] = " ".join(result.steps_run)
+                doc["steps_skipped"] = " ".join(result.steps_skipped)
+                writer.writerow(["" if doc[name] is None else doc[name] for name in CardResult.FIELDS])
+    os.replace(temporary, target)
+
+
+__all__ = [
+    "Batch",
+    "BatchEvent",
+    "BatchReport",
+    "CardResult",
+    "CardStatus",
+    "EventKind",
+    "PersonalizerLike",
+    "write_results",
+]
