@@ -41,17 +41,17 @@ names, counts and error texts built without secrets.
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
+from typing import TYPE_CHECKING, ClassVar, Final, Protocol
 
 from simwallet.applet.errors import AppletError
 from simwallet.gateway.errors import GatewayError
 from simwallet.provisioning.batch_csv import BatchCard, BatchInput
+from simwallet.provisioning.batch_report import BatchEvent, BatchReport, CardResult, CardStatus, EventKind, write_results
 from simwallet.provisioning.errors import ProvisioningError
 from simwallet.provisioning.journal import CardProgress
 from simwallet.provisioning.reader import CardConnection, NoCardError, Pcsc, ReaderBusyError, ReaderError, Trace
@@ -71,108 +71,10 @@ IDLE_TIMEOUT_S: Final = 30.0
 READERS_MAX: Final = 64
 # The journal's step name for what precedes the first step (connecting, reading the ICCID).
 STEP_CARD: Final = "card"
+# What a worker remembers as the last card when it could not read one (never an ICCID: those are digits).
+UNREADABLE: Final = "unreadable"
 # An error text in a result is cut to this many characters (the journal bounds its records too).
 ERROR_TEXT_MAX: Final = 500
-
-
-class CardStatus(enum.StrEnum):
-    """Where a card of the batch stands at the end (or the current state, during the run)."""
-
-    PERSONALIZED = "personalized"  # finished in this run
-    ALREADY_DONE = "already_done"  # finished by an earlier run (the journal says so)
-    FAILED = "failed"  # a step failed; set aside for this run
-    INTERRUPTED = "interrupted"  # left a reader mid-way and did not come back before the end
-    PENDING = "pending"  # not seen in any reader
-    UNEXPECTED = "unexpected"  # a card that is not in the CSV
-
-
-class EventKind(enum.StrEnum):
-    WAITING = "waiting"  # the reader waits for a card
-    STARTED = "started"  # personalization of ``iccid`` starts (``steps``: the steps the journal has not yet)
-    STEP = "step"  # ``step`` of ``iccid`` is done
-    FINISHED = "finished"  # ``result`` is final for this card (personalized, skipped, failed)
-    SKIPPED = "skipped"  # a finished (or failed) card was taken out again
-    UNEXPECTED = "unexpected"  # a card not in the CSV was taken out
-    INTERRUPTED = "interrupted"  # the card left mid-way (``message``); it is finished when it comes back
-    READER_ERROR = "reader_error"  # a PC/SC problem not tied to a card (``message``)
-    STOPPED = "stopped"  # the worker ended
-
-
-@dataclass(frozen=True)
-class CardResult:
-    """One card's line in the results: no secret, only ICCID, reader, status, steps, counts and the error text."""
-
-    iccid: str
-    row: int | None
-    reader: str | None
-    status: CardStatus
-    steps_run: tuple[str, ...] = ()
-    steps_skipped: tuple[str, ...] = ()
-    apdus: int = 0
-    seconds: float = 0.0
-    attempts: int = 0
-    error: str | None = None
-
-    FIELDS: ClassVar[tuple[str, ...]] = (
-        "iccid",
-        "row",
-        "reader",
-        "status",
-        "steps_run",
-        "steps_skipped",
-        "apdus",
-        "seconds",
-        "attempts",
-        "error",
-    )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "iccid": self.iccid,
-            "row": self.row,
-            "reader": self.reader,
-            "status": self.status.value,
-            "steps_run": list(self.steps_run),
-            "steps_skipped": list(self.steps_skipped),
-            "apdus": self.apdus,
-            "seconds": round(self.seconds, 3),
-            "attempts": self.attempts,
-            "error": self.error,
-        }
-
-
-@dataclass(frozen=True)
-class BatchEvent:
-    kind: EventKind
-    reader: str
-    iccid: str | None = None
-    step: str | None = None
-    steps: tuple[str, ...] = ()
-    result: CardResult | None = None
-    message: str | None = None
-
-
-@dataclass(frozen=True)
-class BatchReport:
-    """The end of a run: every card's result (CSV order, then unexpected cards), why it ended, how long it took."""
-
-    results: tuple[CardResult, ...]
-    ended: str  # "complete", "idle", "stopped"
-    seconds: float
-
-    def count(self, status: CardStatus) -> int:
-        return sum(1 for result in self.results if result.status is status)
-
-    @property
-    def complete(self) -> bool:
-        """Every card of the CSV is personalized (now or before)."""
-        return all(
-            r.status in (CardStatus.PERSONALIZED, CardStatus.ALREADY_DONE) for r in self.results if r.status is not CardStatus.UNEXPECTED
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        counts = {status.value: self.count(status) for status in CardStatus}
-        return {"ended": self.ended, "seconds": round(self.seconds, 3), "counts": counts, "cards": [r.to_json() for r in self.results]}
 
 
 class PersonalizerLike(Protocol):
@@ -189,6 +91,7 @@ class _ObservedJournal:
     def __init__(self, journal: StepJournal, on_done: Callable[[str, str], None]) -> None:
         self._journal = journal
         self._on_done = on_done
+        self.failure_recorded = False  # the personalizer journaled its own failure (the batch then adds none)
 
     def progress(self, iccid: str) -> CardProgress:
         return self._journal.progress(iccid)
@@ -197,6 +100,8 @@ class _ObservedJournal:
         self._journal.record(iccid, step, event, error=error)
         if event == "done":
             self._on_done(iccid, step)
+        elif event == "failed":
+            self.failure_recorded = True
 
     def finish(self, iccid: str) -> None:
         self._journal.finish(iccid)
@@ -269,7 +174,6 @@ class Batch:
             raise ValueError("a reader is named twice")
         if idle_timeout_s <= 0 or poll_s <= 0:
             raise ValueError("idle_timeout_s and poll_s must be positive")
-        self._input = cards
         self._by_iccid: Mapping[str, BatchCard] = cards.by_iccid()
         self._journal = journal
         self._personalizer = personalizer
@@ -422,10 +326,11 @@ class Batch:
             except ReaderError:
                 return handled
             except (ProvisioningError, AppletError) as exc:
-                # Not a UICC we can read (or an emptied feeder's contacts): tell, and look again after a pause.
-                self._emit(BatchEvent(EventKind.READER_ERROR, reader, message=f"cannot read the card's ICCID: {_error_text(exc)}"))
+                # Not a UICC we can read (or an emptied feeder's contacts): tell once, unpower it, look again after a pause.
+                if handled != UNREADABLE:
+                    self._emit(BatchEvent(EventKind.READER_ERROR, reader, message=f"cannot read the card's ICCID: {_error_text(exc)}"))
                 self._stop.wait(self._poll_s)
-                return handled
+                return UNREADABLE
             if iccid == handled:
                 disposition = "leave"
                 return handled
@@ -491,8 +396,9 @@ class Batch:
             error = exc
         seconds = self._clock() - started
         apdus = connection.exchanges  # the connection is this card's: reading its ICCID included
+        attempts = self._journal.progress(iccid).attempts  # every run's, from the journal's "begin" records
         with self._lock:
-            state.attempts += 1
+            state.attempts = attempts
             state.apdus += apdus
             state.seconds += seconds
             if outcome is not None:
@@ -506,7 +412,8 @@ class Batch:
         assert error is not None
         text = _error_text(error)
         step = getattr(error, "step", None) or self._current_step(personalizer, iccid)
-        self._record_failure(iccid, step, text)
+        if not journal.failure_recorded:
+            self._record_failure(iccid, step, text)
         with self._lock:
             state.error = text
             state.steps_run += [s for s in self._journal.progress(iccid).steps_done if s in personalizer.STEPS and s not in state.steps_run]
@@ -528,29 +435,6 @@ class Batch:
             self._journal.record(iccid, step, "failed", error=text)
         except ProvisioningError:
             logger.exception("cannot journal the failure of %s", iccid)
-
-
-def write_results(path: Any, report: BatchReport) -> None:
-    """The results as JSON (a ``.json`` path) or CSV (anything else): one line per card, no secret."""
-    import csv
-    import json
-    import os
-    from pathlib import Path
-
-    target = Path(path)
-    temporary = target.with_name(target.name + ".tmp")
-    if target.suffix.lower() == ".json":
-        temporary.write_text(json.dumps(report.to_json(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    else:
-        with temporary.open("w", newline="", encoding="utf-8") as file:
-            writer = csv.writer(file)
-            writer.writerow(CardResult.FIELDS)
-            for result in report.results:
-                doc = result.to_json()
-                doc["steps_run"] = " ".join(result.steps_run)
-                doc["steps_skipped"] = " ".join(result.steps_skipped)
-                writer.writerow(["" if doc[name] is None else doc[name] for name in CardResult.FIELDS])
-    os.replace(temporary, target)
 
 
 __all__ = [

@@ -176,9 +176,12 @@ def iccid_range(start: str, count: int) -> list[str]:
     if not 1 <= count <= CARDS_MAX:
         raise EmulatorError(f"the count must be 1 to {CARDS_MAX}, not {count}")
     body = first[:-1]
-    if int(body) + count - 1 >= 10 ** len(body):
-        raise EmulatorError(f"{count} ICCIDs from {start} run past {len(body)} digits")
-    return [(b := str(int(body) + n).zfill(len(body))) + str(luhn_check_digit(b)) for n in range(count)]
+    iccids = [(b := str(int(body) + n).zfill(len(body))) + str(luhn_check_digit(b)) for n in range(count)]
+    try:
+        check_iccid(iccids[-1])
+    except ValueError as exc:
+        raise EmulatorError(f"{count} ICCIDs from {start} run past the range: {exc}") from None
+    return iccids
 
 
 def make_cards(card_type: Mapping[str, Any], iccids: Iterable[str], keystore: KeyStore | None, store: CardStore | None) -> list[Any]:

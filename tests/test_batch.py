@@ -34,7 +34,7 @@ from simwallet.gateway.diversify import card_secrets
 from simwallet.gateway.keystore import KeyFamily, KeyStore
 from simwallet.gateway.ledger.ledger import Ledger
 from simwallet.gateway.store.engine import open_engine
-from simwallet.provisioning.batch import Batch, BatchEvent, CardStatus, EventKind, write_results
+from simwallet.provisioning.batch import Batch, BatchEvent, BatchReport, CardStatus, EventKind, write_results
 from simwallet.provisioning.batch_csv import (
     BatchInputError,
     batch_digest,
@@ -374,11 +374,11 @@ def test_a_card_not_in_the_csv_is_reported_and_set_aside(rig: Rig) -> None:
 class PullAt:
     """A card that has its reader's emulator pull it out when it receives a given command (once)."""
 
-    def __init__(self, card: Any, ins: int, pull: Callable[[], None]) -> None:
+    def __init__(self, card: Any, ins: int, pull: Callable[[], object]) -> None:
         self.card = card
         self.iccid = card.iccid
         self._ins = ins
-        self._pull: Callable[[], None] | None = pull
+        self._pull: Callable[[], object] | None = pull
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.card, name)
@@ -401,8 +401,9 @@ def test_a_pulled_card_is_finished_from_its_last_good_step_when_it_comes_back(ri
     cards[0] = PullAt(cards[0], 0xD8, lambda: holder[0].pull(0))
     emulator = Emulator(cards, readers=1, base_port=rig.pcscd.base_port)
     holder.append(emulator)
+    reports: list[BatchReport] = []
     with emulator, journal:
-        runner = threading.Thread(target=lambda: holder.append(batch.run()))  # type: ignore[arg-type]
+        runner = threading.Thread(target=lambda: reports.append(batch.run()))
         runner.start()
         interrupted = recorder.wait_for(lambda e: e.kind is EventKind.INTERRUPTED)
         assert interrupted.iccid == iccids[0]
@@ -411,8 +412,7 @@ def test_a_pulled_card_is_finished_from_its_last_good_step_when_it_comes_back(ri
         emulator.reinsert(0)
         runner.join(EVENT_WAIT_S * 2)
         assert not runner.is_alive()
-    report = holder[1]
-    assert isinstance(report, type(batch.report()))
+    (report,) = reports
     first = next(r for r in report.results if r.iccid == iccids[0])
     assert first.status is CardStatus.PERSONALIZED and first.attempts == 2
     assert {"pin", "files"} <= set(first.steps_skipped)
@@ -421,3 +421,77 @@ def test_a_pulled_card_is_finished_from_its_last_good_step_when_it_comes_back(ri
     failed = [r for r in records if r.get("event") == "failed" and r["iccid"] == iccids[0]]
     assert failed and failed[0]["step"] not in done_before
     assert journal.finished() == set(iccids)
+
+
+def test_a_card_that_fails_is_set_aside_and_the_batch_goes_on(rig: Rig) -> None:
+    iccids = iccid_range(ICCID_START, 3)
+    rows = card_rows(rig.keystore, iccids)
+    rows[1]["puk1"] = "00000000"  # not the PUK the card maker put on the card: the "pin" step refuses it
+    batch, journal = rig.batch(rows)
+    with Emulator(rig.cards(iccids), readers=1, base_port=rig.pcscd.base_port) as emulator, journal:
+        report = batch.run()
+    statuses = {r.iccid: r.status for r in report.results}
+    assert statuses == {iccids[0]: CardStatus.PERSONALIZED, iccids[1]: CardStatus.FAILED, iccids[2]: CardStatus.PERSONALIZED}
+    assert report.ended == "complete" and not report.complete
+    failed = next(r for r in report.results if r.status is CardStatus.FAILED)
+    assert failed.error is not None and "pin" in failed.error and "00000000" not in failed.error
+    assert [r["step"] for r in journal_records(journal.path) if r.get("event") == "failed"] == ["pin"]
+    assert journal.progress(iccids[1]).last_error == failed.error
+    assert rig.registry.get(iccids[1]) is None
+    assert {s.iccid: s.write_count for s in emulator.stats()}[iccids[1]] == 0  # refused before anything was presented
+
+
+# --- the command --------------------------------------------------------------------------------------------
+
+
+def run_cli(rig: Rig, *args: str) -> Any:
+    from click.testing import CliRunner
+
+    from simwallet.provisioning.cli.root import cli
+
+    passphrase = rig.tmp / "passphrase"
+    passphrase.write_text(PASSPHRASE + "\n")
+    return CliRunner().invoke(
+        cli,
+        [
+            "--db", str(rig.registry.engine.url), *args[:1], "card", "batch", *args[1:],
+            "--profile", PROFILE, "--keystore", str(rig.keystore.path), "--passphrase-file", str(passphrase),
+            "--idle-timeout", str(IDLE_TIMEOUT_S), "--clerk", "tester",
+        ],
+    )  # fmt: skip
+
+
+def test_duplicate_rows_are_refused_before_any_card_is_touched(rig: Rig) -> None:
+    iccids = iccid_range(ICCID_START, 3)
+    rows = card_rows(rig.keystore, iccids)
+    rows[2]["imsi"] = rows[0]["imsi"]
+    path = write_csv(rig.tmp / "cards.csv", rows)
+    with Emulator(rig.cards(iccids), readers=2, base_port=rig.pcscd.base_port) as emulator:
+        assert emulator.wait_connected(EVENT_WAIT_S)
+        result = run_cli(rig, "--json", str(path))
+    assert result.exit_code == 1, result.output
+    error = json.loads(result.stdout)["error"]
+    assert error["code"] == "batch_input_invalid"
+    assert error["problems"] == [{"row": 3, "field": "imsi", "message": f"{rows[0]['imsi']} is also in row 1"}]
+    assert all(s.apdus == 0 for s in emulator.stats())
+    assert not default_journal_path(path).exists()
+
+
+def test_the_command_personalizes_shows_progress_and_writes_results(rig: Rig) -> None:
+    iccids = iccid_range(ICCID_START, 3)
+    rows = card_rows(rig.keystore, iccids)
+    path = write_csv(rig.tmp / "cards.csv", rows)
+    results = rig.tmp / "results.json"
+    with Emulator(rig.cards(iccids), readers=2, base_port=rig.pcscd.base_port):
+        result = run_cli(rig, "--no-json", str(path), "--results", str(results))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("personalized") == 3
+    assert "all cards" in result.stderr and "batch ended (complete)" in result.stderr
+    document = json.loads(results.read_text())
+    assert document["counts"]["personalized"] == 3 and document["ended"] == "complete"
+    assert {card["iccid"] for card in document["cards"]} == set(iccids)
+    assert PIN1 not in results.read_text() + result.output
+    # Run again: the journal says every card is done, so nothing is sent and the command ends at once.
+    again = run_cli(rig, "--json", str(path))
+    assert again.exit_code == 0, again.output
+    assert {card["status"] for card in json.loads(again.stdout)["cards"]} == {"already_done"}

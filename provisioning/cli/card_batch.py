@@ -20,7 +20,11 @@ Exit code 0 when every card is personalized, 1 otherwise.
 store's card-maker keys, dealt over ``--readers`` vpcd readers, a stack per
 reader; with ``--pcscd private`` its own pcscd (the ``PCSCLITE_CSOCK_NAME``
 line on stdout says where). Runs until SIGTERM/SIGINT, or until every stack
-is used up with ``--exit-when-empty``.
+is used up with ``--exit-when-empty``. ``--ready-file`` is written once the
+cards are in the readers (for scripts that start it); ``--stats`` gets each
+card's APDUs, seconds inside the card and accepted state-changing commands at
+exit and on every SIGUSR1. Debian's vpcd has two readers; more need another
+vpcd entry in the system's reader.conf (see :mod:`simwallet.provisioning.emulate`).
 """
 
 from __future__ import annotations
