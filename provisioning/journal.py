@@ -6,16 +6,23 @@ Spec: none beyond POSIX ``write``/``fsync``/``flock``; the record layout is ours
 Theory of operation
 -------------------
 Every step of personalizing a card ends with a record ``{"iccid", "step",
-"event": "done"}`` written and fsync'd *after* the card (or the database)
-confirmed the step and *before* the next step starts. A batch that is run
-again reads the journal and, for each card, skips the steps already done. So
-a SIGKILL at any instant leaves one of two situations per step:
+"event": "done"}`` written *after* the card (or the database) confirmed the
+step and *before* the next step starts. A batch that is run again reads the
+journal and, for each card, skips the steps already done. So a SIGKILL at any
+instant leaves one of two situations per step:
 
-* the record is on disk: the step happened, and is skipped;
-* the record is not on disk: the step may or may not have happened, and is
-  run again — so every step must be safe to repeat (the personalization
-  steps check the card's state first, or write the same bytes again, and
+* the record is in the file: the step happened, and is skipped;
+* the record is not: the step may or may not have happened, and is run
+  again — so every step must be safe to repeat (the personalization steps
+  check the card's state first, or write the same bytes again, and
   registration is idempotent in the database).
+
+A killed process loses nothing it has written (the page cache keeps it), so
+step records are written without a flush. Records that conclude a card —
+``finished`` and ``failed`` — and the header are flushed with ``fdatasync``
+before the call returns: after a power cut the journal may have lost step
+records of cards in progress (those steps run again, which they may), but
+never the end of a card. That is one flush per card instead of one per step.
 
 A kill in the middle of a ``write`` can leave a torn last line; it is
 recognised (no trailing newline, or not JSON, on the last line only),
@@ -137,25 +144,26 @@ class Journal:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _append(self, record: Mapping[str, Any]) -> None:
+    def _append(self, record: Mapping[str, Any], *, durable: bool = True) -> None:
         line = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
         if len(line) > RECORD_LENGTH_MAX:
             raise JournalError(f"journal record of {len(line)} bytes exceeds {RECORD_LENGTH_MAX}")
         if self._fd is None:
             raise JournalError(f"{self.path}: the journal is closed")
         os.write(self._fd, line)
-        if self._fsync:
+        if durable and self._fsync:
             os.fdatasync(self._fd)
 
     def record(self, iccid: str, step: str, event: str = "done", *, error: str | None = None) -> None:
-        """Append one step record and make it durable before returning."""
+        """Append one record; flush it to disk first when it concludes the card (``finished``, ``failed``)."""
         if event not in EVENTS:
             raise ValueError(f"unknown journal event {event!r}")
         record: dict[str, Any] = {"v": JOURNAL_VERSION, "iccid": iccid, "step": step, "event": event, "ts": self._clock()}
         if error is not None:
             record["error"] = error
+        durable = event == "failed" or step == "finished"
         with self._lock:
-            self._append(record)
+            self._append(record, durable=durable)
             _apply(self._cards.setdefault(iccid, _Accumulator()), record)
 
     def finish(self, iccid: str) -> None:

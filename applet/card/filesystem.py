@@ -115,6 +115,8 @@ class FileSystem:
         self.mf = File(root, None)
         self._by_path = {f.path: f for f in self.walk()}
         self.adfs = [c for c in self.mf.children if c.is_adf]
+        # path -> ((active, content), exported entry); see export().
+        self._export_cache: dict[str, tuple[tuple[bool, object], dict[str, Any]]] = {}
 
     def walk(self, start: File | None = None) -> Iterator[File]:
         node = start or self.mf
@@ -152,14 +154,32 @@ class FileSystem:
     # -- the card image ---------------------------------------------------------------------
 
     def export(self) -> dict[str, Any]:
-        """JSON-able content and life cycle of every file, keyed by path."""
+        """JSON-able content and life cycle of every file, keyed by path.
+
+        The card saves its image after every change, so each file's entry is kept with the bytes it was made
+        from and reused while they are equal (a C-level compare instead of hex-encoding every file again).
+        Entries are shared between calls: callers must not modify them.
+        """
         out: dict[str, Any] = {}
-        for file in self.walk():
+        cache = self._export_cache
+        for file in self._by_path.values():
+            if file.type is FileType.TRANSPARENT:
+                raw: object = bytes(file.data)
+            elif file.type.is_record:
+                raw = tuple(file.records)
+            else:
+                raw = None
+            key = (file.active, raw)
+            cached = cache.get(file.path)
+            if cached is not None and cached[0] == key:
+                out[file.path] = cached[1]
+                continue
             entry: dict[str, Any] = {"active": file.active}
             if file.type is FileType.TRANSPARENT:
                 entry["data"] = file.data.hex()
             elif file.type.is_record:
                 entry["records"] = [r.hex() for r in file.records]
+            cache[file.path] = (key, entry)
             out[file.path] = entry
         return out
 

@@ -9,14 +9,23 @@ under the key ``gp``.
 
 Theory of operation
 -------------------
-:class:`CardStore` writes ``<ICCID>.json`` with mode 0600 in one directory.
-Each save writes a temporary file in the same directory and renames it over
-the old image with :func:`os.replace`, so a reader sees the old image or the
-new one, never a mix: the image survives the card process being killed at any
-point. It does not survive a power cut unless ``fsync=True`` (then the data
-and the directory entry are flushed before the rename counts), which costs a
-disk flush per changing APDU. The image holds digests of the PINs, never their
-values; it does hold application keys (a card's memory does).
+:class:`CardStore` keeps two files per card in one directory, both mode 0600:
+``<ICCID>.json``, a full snapshot, and ``<ICCID>.log``, changes since that
+snapshot, one JSON line each. A save appends one line holding only the parts
+that changed (a PIN counter, the EFs written, an application's state) — a
+small ``write`` instead of rewriting the whole image, which is what lets a card
+answer a personalization's UPDATEs at the pace of the reader. Every
+:data:`LOG_RECORDS_MAX` lines the store writes a new snapshot (a temporary file
+renamed over the old one with :func:`os.replace`) with the next *generation*
+number and empties the log; log lines carry the generation they follow, so a
+line left over from before a snapshot (a kill between the rename and the
+truncation) is ignored. Loading reads the snapshot and replays its
+generation's lines; a torn last line (a kill in the middle of a write) is
+dropped. So the image survives the card process being killed at any point.
+It does not survive a power cut unless ``fsync=True`` (each append and each
+snapshot is then flushed before the save returns). The image holds digests of
+the PINs, never their values; it does hold application keys (a card's memory
+does).
 """
 
 from __future__ import annotations
@@ -39,6 +48,8 @@ ICCID_DIGITS_MIN: Final = 18
 ICCID_DIGITS_MAX: Final = 20
 # A card image is a few kilobytes; anything near this is not one of ours.
 IMAGE_SIZE_MAX: Final = 16 * 1024 * 1024
+# Change lines before a new snapshot: a personalization writes about thirty; a reload replays at most this many.
+LOG_RECORDS_MAX: Final = 256
 _ICCID = re.compile(r"[0-9]+")
 _FILE_MODE = 0o600
 
@@ -62,6 +73,11 @@ def check_iccid(iccid: str) -> str:
     return iccid
 
 
+def _dumps(doc: Mapping[str, Any]) -> bytes:
+    # Compact separators and no indent: json uses its C encoder only without indent.
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
 @dataclass(frozen=True)
 class CardImage:
     """Everything a card keeps across power cycles; the parts are the JSON-able exports of their owners."""
@@ -83,7 +99,7 @@ class CardImage:
             "files": self.files,
             "apps": self.apps,
         }
-        return json.dumps(doc, indent=1, sort_keys=True).encode()
+        return _dumps(doc)
 
     @classmethod
     def from_json(cls, data: bytes) -> CardImage:
@@ -109,18 +125,27 @@ class CardImage:
         return cls(card_type, iccid, salt, pins, files, apps)
 
 
-class CardStore:
-    """A directory of card images, one ``<ICCID>.json`` per card."""
+_PARTS: Final = ("pins", "files", "apps")
 
-    def __init__(self, directory: str | os.PathLike[str], *, fsync: bool = False) -> None:
+
+class CardStore:
+    """A directory of card images: ``<ICCID>.json`` (snapshot) and ``<ICCID>.log`` (changes since) per card."""
+
+    def __init__(self, directory: str | os.PathLike[str], *, fsync: bool = False, log_records_max: int = LOG_RECORDS_MAX) -> None:
         self.directory = Path(directory)
         self.fsync = fsync
+        self.log_records_max = log_records_max
+        # Per card: (generation, log lines since the snapshot, the parts as last written).
+        self._written: dict[str, tuple[int, int, dict[str, dict[str, Any]]]] = {}
 
     def __repr__(self) -> str:
         return f"CardStore({str(self.directory)!r}, fsync={self.fsync})"
 
     def path(self, iccid: str) -> Path:
         return self.directory / f"{check_iccid(iccid)}.json"
+
+    def log_path(self, iccid: str) -> Path:
+        return self.directory / f"{check_iccid(iccid)}.log"
 
     def exists(self, iccid: str) -> bool:
         return self.path(iccid).exists()
@@ -132,35 +157,94 @@ class CardStore:
         return sorted(p.stem for p in self.directory.glob("*.json") if _ICCID.fullmatch(p.stem))
 
     def load(self, iccid: str) -> CardImage:
+        """The card's snapshot with its generation's logged changes applied."""
         path = self.path(iccid)
+        data = self._read(path, missing_ok=False)
+        image = CardImage.from_json(data)
+        if image.iccid != iccid:
+            raise ImageError(f"card image {path.name} holds ICCID {image.iccid}")
+        generation = _generation(data)
+        parts = {"pins": dict(image.pins), "files": dict(image.files), "apps": dict(image.apps)}
+        lines = 0
+        log = self._read(self.log_path(iccid), missing_ok=True)
+        for line in _log_lines(log, self.log_path(iccid).name):
+            if line.get("g") != generation:
+                continue  # written before the current snapshot
+            lines += 1
+            for part in _PARTS:
+                change, removed = line.get(part), line.get(f"-{part}")
+                if isinstance(change, dict):
+                    parts[part].update(change)
+                if isinstance(removed, list):
+                    for key in removed:
+                        parts[part].pop(key, None)
+        self._written[iccid] = (generation, lines, {k: dict(v) for k, v in parts.items()})
+        return CardImage(image.card_type, iccid, image.salt, parts["pins"], parts["files"], parts["apps"])
+
+    def save(self, image: CardImage) -> None:
+        """Record the card's image: a log line with what changed, or a new snapshot every ``log_records_max`` lines."""
+        known = self._written.get(image.iccid)
+        if known is None or known[1] >= self.log_records_max:
+            generation = 0 if known is None else known[0] + 1
+            self._snapshot(image, generation, replace=True)
+            return
+        generation, lines, last = known
+        change: dict[str, Any] = {}
+        for part in _PARTS:
+            now: Mapping[str, Any] = getattr(image, part)
+            before = last[part]
+            # Unchanged parts are usually the very objects last written (the file system caches its entries).
+            delta = {key: value for key, value in now.items() if (old := before.get(key)) is not value and old != value}
+            removed = [key for key in before if key not in now]
+            if delta:
+                change[part] = delta
+                before.update(delta)
+            if removed:
+                change[f"-{part}"] = removed
+                for key in removed:
+                    del before[key]
+        if not change:
+            return
+        change["g"] = generation
+        self._append(image.iccid, _dumps(change) + b"\n")
+        self._written[image.iccid] = (generation, lines + 1, last)
+
+    def create(self, image: CardImage) -> None:
+        """Store a new card's image; CardExistsError if the ICCID has one already."""
+        self._snapshot(image, 0, replace=False)
+
+    @staticmethod
+    def _read(path: Path, *, missing_ok: bool) -> bytes:
         try:
             with path.open("rb") as handle:
                 data = handle.read(IMAGE_SIZE_MAX + 1)
         except FileNotFoundError as exc:
-            raise CardNotFoundError(f"no card image for ICCID {iccid} in {self.directory}") from exc
+            if missing_ok:
+                return b""
+            raise CardNotFoundError(f"no card image for ICCID {path.stem} in {path.parent}") from exc
         if len(data) > IMAGE_SIZE_MAX:
             raise ImageError(f"card image {path.name} exceeds {IMAGE_SIZE_MAX} bytes")
-        image = CardImage.from_json(data)
-        if image.iccid != iccid:
-            raise ImageError(f"card image {path.name} holds ICCID {image.iccid}")
-        return image
+        return data
 
-    def save(self, image: CardImage) -> None:
-        """Replace the card's image atomically."""
-        self._write(image, replace=True)
+    def _append(self, iccid: str, line: bytes) -> None:
+        fd = os.open(self.log_path(iccid), os.O_WRONLY | os.O_APPEND | os.O_CREAT, _FILE_MODE)
+        try:
+            os.write(fd, line)
+            if self.fsync:
+                os.fdatasync(fd)
+        finally:
+            os.close(fd)
 
-    def create(self, image: CardImage) -> None:
-        """Store a new card's image; CardExistsError if the ICCID has one already."""
-        self._write(image, replace=False)
-
-    def _write(self, image: CardImage, *, replace: bool) -> None:
+    def _snapshot(self, image: CardImage, generation: int, *, replace: bool) -> None:
         target = self.path(image.iccid)
         self.directory.mkdir(parents=True, exist_ok=True)
+        document = json.loads(image.to_json())
+        document["generation"] = generation
         # mkstemp creates the file with mode 0600, in the target's directory so the rename stays on one file system.
         fd, temp = tempfile.mkstemp(prefix=f".{image.iccid}.", suffix=".tmp", dir=self.directory)
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(image.to_json())
+                handle.write(_dumps(document))
                 if self.fsync:
                     handle.flush()
                     os.fsync(handle.fileno())
@@ -180,6 +264,10 @@ class CardStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
             raise
+        # Lines of the previous generation are ignored from now on; dropping them only saves space.
+        with contextlib.suppress(FileNotFoundError):
+            os.truncate(self.log_path(image.iccid), 0)
+        self._written[image.iccid] = (generation, 0, {part: dict(getattr(image, part)) for part in _PARTS})
 
     def _fsync_directory(self) -> None:
         fd = os.open(self.directory, os.O_RDONLY)
@@ -187,3 +275,32 @@ class CardStore:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _generation(snapshot: bytes) -> int:
+    generation = json.loads(snapshot).get("generation", 0)
+    if not isinstance(generation, int) or generation < 0:
+        raise ImageError("card image generation is malformed")
+    return generation
+
+
+def _log_lines(log: bytes, name: str) -> list[dict[str, Any]]:
+    """The change lines of a log; a torn last line (no newline, or not JSON) is dropped, a bad line before it is an error."""
+    raw = log.split(b"\n")
+    lines: list[dict[str, Any]] = []
+    for number, text in enumerate(raw, start=1):
+        last = number == len(raw)
+        if not text:
+            continue
+        try:
+            if last:
+                raise ValueError("no newline")
+            line = json.loads(text)
+            if not isinstance(line, dict):
+                raise ValueError("not an object")
+        except ValueError as exc:
+            if last:
+                break
+            raise ImageError(f"{name}:{number}: card image log line is malformed") from exc
+        lines.append(line)
+    return lines

@@ -7,7 +7,7 @@ Everything real: pyscard → a private pcscd (:class:`~simwallet.provisioning.pc
 :class:`~simwallet.provisioning.emulate.Emulator` in a *separate process per
 reader* (the cards' Python must not share the batch's GIL); the batch in this
 process, one thread per reader (:class:`~simwallet.provisioning.batch.Batch`,
-pyscard releases the GIL in SCardTransmit), with the real fsync'd journal and
+pyscard releases the GIL in SCardTransmit), with the real journal (one fdatasync per card) and
 a SQLite registry.
 
 1. The floor: 1,000 × SELECT MF (``00 A4 00 0C 02 3F 00``, no response data:
@@ -20,7 +20,7 @@ a SQLite registry.
    per reader): ``speedup: X.XX`` = time of 2 / time of 3 (goal ≥ 1.7).
 
 Also printed: APDUs per card, the time inside the card objects (card side),
-in the journal (fsync) and per step. Each batch is timed from its start with
+in the journal and per step. Each batch is timed from its start with
 the first cards already in the readers to its end (the last card finished);
 no timing is asserted anywhere.
 """
@@ -144,7 +144,7 @@ def round_trip(reader: str, apdus: int) -> float:
 
 
 class TimedJournal:
-    """The batch journal, with the time spent in it (each record is an fsync) added up."""
+    """The batch journal, with the time spent in it (flushed when a card ends) added up."""
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
@@ -309,7 +309,7 @@ def main() -> int:
         print(
             f"{label}: {run.cards} cards in {run.seconds:.2f} s = {run.per_card_s * 1000:.1f} ms per card "
             f"({60 / run.per_card_s:,.0f} cards/min); card side {run.card_seconds / run.cards * 1000:.1f} ms/card; "
-            f"journal {run.journal_records / run.cards:.0f} fsync'd records, {run.journal_seconds / run.cards * 1000:.1f} ms/card"
+            f"journal {run.journal_records / run.cards:.0f} records, {run.journal_seconds / run.cards * 1000:.1f} ms/card"
         )
     print(
         "steps, one reader (mean ms per card): "
