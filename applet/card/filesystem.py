@@ -117,6 +117,9 @@ class FileSystem:
         self.adfs = [c for c in self.mf.children if c.is_adf]
         # path -> ((active, content), exported entry); see export().
         self._export_cache: dict[str, tuple[tuple[bool, object], dict[str, Any]]] = {}
+        # Set by every write (FileOps) and by restore(); export() rebuilds nothing while it is clear.
+        self.dirty = True
+        self._exported: dict[str, Any] = {}
 
     def walk(self, start: File | None = None) -> Iterator[File]:
         node = start or self.mf
@@ -160,6 +163,8 @@ class FileSystem:
         from and reused while they are equal (a C-level compare instead of hex-encoding every file again).
         Entries are shared between calls: callers must not modify them.
         """
+        if not self.dirty:
+            return dict(self._exported)
         out: dict[str, Any] = {}
         cache = self._export_cache
         for file in self._by_path.values():
@@ -181,10 +186,12 @@ class FileSystem:
                 entry["records"] = [r.hex() for r in file.records]
             cache[file.path] = (key, entry)
             out[file.path] = entry
-        return out
+        self._exported, self.dirty = out, False
+        return dict(out)
 
     def restore(self, data: Mapping[str, Any]) -> None:
         """Load :meth:`export` output; files it does not name keep the card maker's content. CodecError if it does not fit."""
+        self.dirty = True
         for path, entry in data.items():
             file = self._by_path.get(path)
             if file is None:

@@ -401,6 +401,9 @@ def emulate(
             click.echo(f"{CSOCK_ENV}={pcscd.socket_path}", err=app.json)
             sys.stdout.flush()
         try:
+            from simwallet.gateway.runtime import tune_for_serving
+
+            tune_for_serving()  # a long-lived process holding many cards: spare it full collections
             emulator = Emulator(cards, readers=readers, base_port=base_port or VPCD_PORT, on_empty=done.set if exit_when_empty else None)
             with emulator:
                 emulator.wait_connected(LINKS_READY_TIMEOUT_S)

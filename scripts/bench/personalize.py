@@ -14,7 +14,7 @@ a SQLite registry.
    one exchange) on a virtual card in reader 0, through raw SCardTransmit;
    the mean round trip, times the APDU exchanges one card needs (measured in
    2), is the floor.
-2. A batch of ``--cards`` (default 20) cards on reader 0: time per card, and
+2. A batch of ``--cards`` (default 100) cards on reader 0: time per card, and
    ``ratio: X.XX`` = time per card / floor (goal ≤ 1.5).
 3. The same number of new cards on two readers (half each, one card process
    per reader): ``speedup: X.XX`` = time of 2 / time of 3 (goal ≥ 1.7).
@@ -46,6 +46,7 @@ from simwallet.gateway.cards import CardRegistry
 from simwallet.gateway.diversify import card_secrets
 from simwallet.gateway.keystore import KeyFamily, KeyStore
 from simwallet.gateway.ledger.ledger import Ledger
+from simwallet.gateway.runtime import tune_for_serving
 from simwallet.gateway.store.engine import open_engine
 from simwallet.provisioning.batch import Batch, BatchEvent, EventKind
 from simwallet.provisioning.batch_csv import load_batch
@@ -75,6 +76,7 @@ def serve_cards(state_dir: str, iccids: Sequence[str], port: int, conn: Connecti
     from simwallet.provisioning.emulate import Emulator
 
     cards = make_cards(card_type_mapping(CARD_TYPE), iccids, None, CardStore(state_dir))
+    tune_for_serving()  # as `simwallet card emulate` does: a long-lived process with many live objects
     with Emulator(cards, readers=1, base_port=port) as emulator:
         emulator.wait_connected(CHILD_READY_S)
         conn.send("ready")
@@ -274,7 +276,7 @@ class Bench:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--cards", type=int, default=20, help="cards per batch (default 20, at least 20 for the figures)")
+    parser.add_argument("--cards", type=int, default=100, help="cards per batch (default 100; at least 20; fewer make noisy figures)")
     parser.add_argument("--apdus", type=int, default=1000, help="SELECT MF round trips for the floor (default 1000)")
     args = parser.parse_args()
 
