@@ -396,9 +396,18 @@ class Mismatch:
 
 
 def verify_card(
-    connection: CardConnection, job: CardJob, personalizer: Personalizer, *, rng: Callable[[int], bytes] = _secrets.token_bytes
+    connection: CardConnection,
+    job: CardJob,
+    personalizer: Personalizer,
+    *,
+    rng: Callable[[int], bytes] = _secrets.token_bytes,
+    check_handover: bool = False,
 ) -> list[Mismatch]:
-    """Every difference between the card (and its registration) and ``job``; empty when the card passes."""
+    """Every difference between the card (and its registration) and ``job``; empty when the card passes.
+
+    Who handed the card over and where (the registration's clerk and channel) are facts of that event, not of
+    the card: they are compared only with ``check_handover``.
+    """
     iccid = job.values.iccid
     assert iccid is not None
     io = CardIo(connection, iccid, step="verify")
@@ -414,7 +423,7 @@ def verify_card(
             out.append(Mismatch("PIN1", "the job's PIN1 accepted", f"SW {exc.sw:04X}" if exc.sw is not None else exc.detail))
     out += _verify_files(io, job, personalizer)
     out += _verify_gp(io, personalizer, iccid, rng)
-    out += _verify_registration(job, personalizer, iccid)
+    out += _verify_registration(job, personalizer, iccid, check_handover=check_handover)
     return out
 
 
@@ -462,7 +471,7 @@ def _verify_gp(io: CardIo, personalizer: Personalizer, iccid: str, rng: Callable
     return out
 
 
-def _verify_registration(job: CardJob, personalizer: Personalizer, iccid: str) -> list[Mismatch]:
+def _verify_registration(job: CardJob, personalizer: Personalizer, iccid: str, *, check_handover: bool) -> list[Mismatch]:
     registry = personalizer.registry
     if registry is None:
         return []
@@ -471,7 +480,8 @@ def _verify_registration(job: CardJob, personalizer: Personalizer, iccid: str) -
         return [Mismatch("registration", "registered", "no registration")]
     expected = personalizer.registration(job, iccid, personalized_at=card.personalized_at)
     out = []
-    for name in ("imsi", "msisdn", "customer_ref", "profile", "channel", "clerk", "scp03_kvn", "ota_key_version", "wallet_key_version"):
+    handover = ("channel", "clerk") if check_handover else ()
+    for name in ("imsi", "msisdn", "customer_ref", "profile", *handover, "scp03_kvn", "ota_key_version", "wallet_key_version"):
         want, have = getattr(expected, name), getattr(card, name)
         if want != have:
             out.append(Mismatch(f"registration {name}", str(want), str(have)))

@@ -71,6 +71,10 @@ def test_personalize_read_verify(pcscd: PrivatePcscd, tmp_path: Path, db_url: st
         assert repeat.steps_run == ALL_STEPS and not repeat.registered_new
         report = read_card(connection, keystore=keystore, card_type=profile.card_type)
         assert verify_card(connection, the_job, personalizer) == []
+        # Who handed the card over is compared only when asked for.
+        other_clerk = job(profile, keystore, ICCID, clerk="li")
+        assert verify_card(connection, other_clerk, personalizer) == []
+        assert [m.item for m in verify_card(connection, other_clerk, personalizer, check_handover=True)] == ["registration clerk"]
     # The card's files decode to the job's values.
     assert Imsi.from_bytes(_imsi_on(card)).imsi == IMSI
     assert Imsi.from_bytes(card.file_content("DF.GSM/EF.IMSI")).imsi == IMSI

@@ -430,7 +430,8 @@ def verify_(
     profile, job = _job(app, given, keystore, pin1_file, confirm=False)
     personalizer: Personalizer = Personalizer(profile, keystore, _registry(app))
     with _connected(app, reader, wait_s) as (_, connection):
-        mismatches = verify_card(connection, job, personalizer)
+        # The clerk and channel of the registration are compared when --clerk names who is expected.
+        mismatches = verify_card(connection, job, personalizer, check_handover=clerk is not None)
     if mismatches:
         raise errors.UserError(
             f"card {iccid} does not match: " + "; ".join(str(m) for m in mismatches),
