@@ -32,6 +32,7 @@ import click
 from simwallet.provisioning.cli import errors, render
 from simwallet.provisioning.cli.card_batch import batch, emulate
 from simwallet.provisioning.cli.context import AppContext, pass_app
+from simwallet.provisioning.cli.keys import keystore_option, open_keystore, passphrase_option
 
 if TYPE_CHECKING:
     from simwallet.gateway.keystore import KeyStore
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
     from simwallet.provisioning.reader import CardConnection, Pcsc
 
 PIN1_ENV = "SIMWALLET_PIN1"
-PASSPHRASE_ENV = "SIMWALLET_KEYSTORE_PASSPHRASE"  # noqa: S105 - the name of a variable, not a passphrase
 # A PIN file holds one short line.
 PIN_FILE_BYTES_MAX = 256
 # How long `--wait` may wait for a card (pcscd polls presence every ~0.4 s).
@@ -49,18 +49,6 @@ ACCEPTANCE_CHANNELS = ("service_hall", "field", "batch", "agent")
 
 _reader_option = click.option(
     "--reader", "reader", required=True, metavar="R", help="Reader: index in `card readers`, or (part of) its name."
-)
-_keystore_option = click.option(
-    "--keystore",
-    "keystore_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="SIMWALLET_KEYSTORE",
-    help="Key store file. [env SIMWALLET_KEYSTORE; default keystore.json in the user data directory]",
-)
-_passphrase_option = click.option(
-    "--passphrase-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help=f"Key store passphrase: the first line of this file. [else env {PASSPHRASE_ENV}, else a prompt]",
 )
 _pin1_option = click.option(
     "--pin1-file",
@@ -90,8 +78,8 @@ def _value_options(func: Any) -> Any:
             ),
             click.option("--clerk", default=None, help="Who personalizes. [default: the login name]"),
             _pin1_option,
-            _keystore_option,
-            _passphrase_option,
+            keystore_option,
+            passphrase_option,
         )
     ):
         func = option(func)
@@ -147,17 +135,6 @@ def _pin1(app: AppContext, pin1_file: Path | None, *, prompt: bool, confirm: boo
     if not prompt:
         return None
     return str(click.prompt("PIN1", hide_input=True, confirmation_prompt=confirm, err=True))
-
-
-def _open_keystore(app: AppContext, path: Path | None, passphrase_file: Path | None) -> KeyStore:
-    from simwallet.gateway.keystore import KeyStore, default_path
-    from simwallet.provisioning.cli.keys import read_passphrase_file
-
-    if passphrase_file is not None:
-        passphrase = read_passphrase_file(passphrase_file, json_output=app.json)
-    else:
-        passphrase = os.environ.get(PASSPHRASE_ENV) or str(click.prompt("Key store passphrase", hide_input=True, err=True))
-    return KeyStore.open(path or default_path(), passphrase)
 
 
 @contextmanager
@@ -262,8 +239,8 @@ def readers(app: AppContext) -> None:
 @_reader_option
 @click.option("--card-type", default="usim-wallet", show_default=True, help="Card type (AIDs of the USIM and the ISD).")
 @_pin1_option
-@_keystore_option
-@_passphrase_option
+@keystore_option
+@passphrase_option
 @click.option("--with-keystore/--without-keystore", default=False, help="Open the key store (ADM1 and the secure channel).")
 @_wait_option
 @pass_app
@@ -292,7 +269,7 @@ def read(
     from simwallet.provisioning.factory import card_type_mapping
     from simwallet.provisioning.values import Secret
 
-    keystore = _open_keystore(app, keystore_path, passphrase_file) if (keystore_path or with_keystore) else None
+    keystore = open_keystore(app, keystore_path, passphrase_file) if (keystore_path or with_keystore) else None
     pin1 = _pin1(app, pin1_file, prompt=False, confirm=False)
     mapping = card_type_mapping(card_type)
     with _connected(app, reader, wait_s) as (_, connection):
@@ -364,7 +341,7 @@ def personalize(
     from simwallet.provisioning.journal import Journal
     from simwallet.provisioning.personalize import Personalizer
 
-    keystore = _open_keystore(app, keystore_path, passphrase_file)
+    keystore = open_keystore(app, keystore_path, passphrase_file)
     given = CardValuesInput(profile_name, iccid, imsi, msisdn, customer, extra, channel, clerk)
     profile, job = _job(app, given, keystore, pin1_file, confirm=True)
     assert job.values.iccid is not None
@@ -425,7 +402,7 @@ def verify_(
     from simwallet.provisioning.cardread import verify_card
     from simwallet.provisioning.personalize import Personalizer
 
-    keystore = _open_keystore(app, keystore_path, passphrase_file)
+    keystore = open_keystore(app, keystore_path, passphrase_file)
     given = CardValuesInput(profile_name, iccid, imsi, msisdn, customer, extra, channel, clerk)
     profile, job = _job(app, given, keystore, pin1_file, confirm=False)
     personalizer: Personalizer = Personalizer(profile, keystore, _registry(app))

@@ -44,11 +44,11 @@ import click
 
 from simwallet.provisioning.cli import errors, render
 from simwallet.provisioning.cli.context import AppContext
+from simwallet.provisioning.cli.keys import keystore_option, open_keystore, passphrase_option
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-    from simwallet.gateway.keystore import KeyStore
     from simwallet.provisioning.batch import Batch, BatchEvent, BatchReport
 
 # The emulator waits this long for its links to reach vpcd before it says it is ready.
@@ -62,17 +62,6 @@ def _app(ctx: click.Context) -> AppContext:
     if app is None:  # pragma: no cover - the commands run under the root group
         raise click.UsageError("run this command as `simwallet card …`")
     return app
-
-
-def _open_keystore(app: AppContext, path: Path | None, passphrase_file: Path | None) -> KeyStore:
-    from simwallet.gateway.keystore import KeyStore, default_path
-    from simwallet.provisioning.cli.keys import PASSPHRASE_ENV, read_passphrase_file
-
-    if passphrase_file is not None:
-        passphrase = read_passphrase_file(passphrase_file, json_output=app.json)
-    else:
-        passphrase = os.environ.get(PASSPHRASE_ENV) or str(click.prompt("Key store passphrase", hide_input=True, err=True))
-    return KeyStore.open(path or default_path(), passphrase)
 
 
 def _user_error(app: AppContext, exc: Exception, code: str, field: str | None = None, **extra: Any) -> errors.UserError:
@@ -90,20 +79,6 @@ def _signals_stop(action: Callable[[], object]) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-keystore_option = click.option(
-    "--keystore",
-    "keystore_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="SIMWALLET_KEYSTORE",
-    help="Key store file. [env SIMWALLET_KEYSTORE; default keystore.json in the user data directory]",
-)
-passphrase_option = click.option(
-    "--passphrase-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The key store passphrase is the first line of this file. [else env SIMWALLET_KEYSTORE_PASSPHRASE, else a prompt]",
-)
 
 
 # --- batch ---------------------------------------------------------------------------------------------
@@ -239,7 +214,7 @@ def batch(
         cards = load_batch(csv_path, profile, Path(profile.source), secrets_path=secrets_path, registry=registry)
     except BatchInputError as exc:
         raise _user_error(app, exc, "batch_input_invalid", "csv", problems=[p.to_json() for p in exc.problems]) from exc
-    keystore = _open_keystore(app, keystore_path, passphrase_file)
+    keystore = open_keystore(app, keystore_path, passphrase_file)
     try:
         with Pcsc() as pcsc:
             names = [pcsc.resolve(r) for r in readers] if readers else pcsc.reader_names()
@@ -462,7 +437,7 @@ def _load_cards(
         state_dir.mkdir(parents=True, exist_ok=True)
         store = CardStore(state_dir)
     need_keys = store is None or any(not store.exists(iccid) for iccid in iccids)
-    keystore = _open_keystore(app, keystore_path, passphrase_file) if need_keys else None
+    keystore = open_keystore(app, keystore_path, passphrase_file) if need_keys else None
     return make_cards(mapping, iccids, keystore, store)
 
 

@@ -94,6 +94,32 @@ def read_passphrase_file(path: Path, *, json_output: bool) -> str:
     return text.splitlines()[0] if text else ""
 
 
+# The key store as other command groups take it (card personalize, batch, emulate …).
+keystore_option = click.option(
+    "--keystore",
+    "keystore_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="SIMWALLET_KEYSTORE",
+    help="Key store file. [env SIMWALLET_KEYSTORE; default keystore.json in the user data directory]",
+)
+passphrase_option = click.option(
+    "--passphrase-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help=f"Key store passphrase: the first line of this file. [else env {PASSPHRASE_ENV}, else a prompt]",
+)
+
+
+def open_keystore(app: AppContext, path: Path | None, passphrase_file: Path | None) -> KeyStore:
+    """The key store for a command of another group: passphrase from the file, else the environment, else a prompt."""
+    from simwallet.gateway.keystore import KeyStore, default_path
+
+    if passphrase_file is not None:
+        passphrase = read_passphrase_file(passphrase_file, json_output=app.json)
+    else:
+        passphrase = os.environ.get(PASSPHRASE_ENV) or str(click.prompt("Key store passphrase", hide_input=True, err=True))
+    return KeyStore.open(path or default_path(), passphrase)
+
+
 def parse_key_file(text: str, *, json_output: bool) -> tuple[dict[str, bytes], dict[str, bytes]]:
     """Keys and their KCVs from ``NAME KEY KCV`` lines; errors name the line, never echo its content."""
 
