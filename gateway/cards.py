@@ -40,7 +40,6 @@ import builtins
 import enum
 import json
 import re
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
@@ -50,10 +49,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from simwallet.gateway.diversify import check_iccid
-from simwallet.gateway.errors import RejectCode, RequestError, StoreError
+from simwallet.gateway.errors import RejectCode, RequestError
 from simwallet.gateway.ledger.ledger import AccountSpec, Ledger, row_to_account, wall_clock_us
 from simwallet.gateway.ledger.model import Account, AccountKind
 from simwallet.gateway.store.schema import accounts, cards, product_tiers
+from simwallet.gateway.store.tx import run_in_transaction
 
 # 3GPP TS 23.003 §2.2: MCC (3) + MNC (2..3) + MSIN, 15 digits at most.
 IMSI_DIGITS_MIN: Final = 6
@@ -108,7 +108,6 @@ _SECRET_WORDS: Final = frozenset(
         "passphrase",
     }
 )
-_PG_RETRY_SQLSTATES: Final = frozenset({"40001", "40P01", "55P03"})
 
 T = TypeVar("T")
 
@@ -419,24 +418,7 @@ class CardRegistry:
 
     def _in_tx(self, work: Callable[[sa.Connection], T]) -> T:
         """Run ``work`` in a write transaction, again after a unique-key race or a retryable conflict."""
-        last: Exception | None = None
-        for attempt in range(TX_ATTEMPTS_MAX):
-            try:
-                with self.engine.begin() as conn:
-                    return work(conn)
-            except sa.exc.IntegrityError as exc:
-                last = exc  # a concurrent registration inserted the same card or account first
-            except sa.exc.DBAPIError as exc:
-                if not self._retryable(exc):
-                    raise StoreError(f"database error: {exc.orig}") from exc
-                last = exc
-            time.sleep(TX_BACKOFF_S * 2**attempt)
-        raise StoreError(f"card registration still conflicting after {TX_ATTEMPTS_MAX} attempts: {last}") from last
-
-    def _retryable(self, exc: sa.exc.DBAPIError) -> bool:
-        if self._pg:
-            return getattr(exc.orig, "sqlstate", None) in _PG_RETRY_SQLSTATES
-        return "locked" in str(exc.orig) or "busy" in str(exc.orig)
+        return run_in_transaction(self.engine, work, attempts_max=TX_ATTEMPTS_MAX, backoff_s=TX_BACKOFF_S, what="card registration")
 
 
 def _status(value: CardStatus | str) -> CardStatus:

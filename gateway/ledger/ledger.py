@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
-from simwallet.gateway.errors import RejectCode, RequestError, StoreError
+from simwallet.gateway.errors import RejectCode, RequestError
 from simwallet.gateway.ledger.limits import Spent, Tier
 from simwallet.gateway.ledger.model import (
     ACCOUNT_REF_LEN_MAX,
@@ -59,6 +59,7 @@ from simwallet.gateway.ledger.model import (
 from simwallet.gateway.ledger.posting import AccountRow, CampaignState, Grant, References, Workspace
 from simwallet.gateway.promotions.rules import CampaignRule, Usage
 from simwallet.gateway.store.schema import accounts, campaign_events, campaign_usage, campaigns, holds, product_tiers, transfers
+from simwallet.gateway.store.tx import run_in_transaction
 
 # Requests in one batch: bounds the locks one transaction holds and the size of
 # its statements; the gateway's window of outstanding messages is far smaller.
@@ -73,9 +74,6 @@ EXPIRE_BATCH_MAX = 1_000
 CAMPAIGN_LOOKAHEAD_US = 24 * 3600 * 1_000_000
 # History rows per page.
 HISTORY_LIMIT_MAX = 10_000
-
-# SQLSTATEs after which PostgreSQL asks the client to run the transaction again.
-_PG_RETRY_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
 
 T = TypeVar("T")
 
@@ -157,24 +155,9 @@ class Ledger:
 
     def _in_tx(self, work: Callable[[sa.Connection], T]) -> T:
         """Run ``work`` in a write transaction, again after a retryable conflict."""
-        last: Exception | None = None
-        for attempt in range(TX_ATTEMPTS_MAX):
-            try:
-                with self.engine.begin() as conn:
-                    return work(conn)
-            except sa.exc.IntegrityError as exc:
-                last = exc  # a concurrent batch inserted one of our keys first
-            except sa.exc.DBAPIError as exc:
-                if not self._retryable(exc):
-                    raise StoreError(f"database error: {exc.orig}") from exc
-                last = exc
-            time.sleep(TX_BACKOFF_S * (2 ** min(attempt, 8)) * (0.5 + self._rng.random()))
-        raise StoreError(f"transaction still conflicting after {TX_ATTEMPTS_MAX} attempts: {last}") from last
-
-    def _retryable(self, exc: sa.exc.DBAPIError) -> bool:
-        if self._pg:
-            return getattr(exc.orig, "sqlstate", None) in _PG_RETRY_SQLSTATES
-        return "locked" in str(exc.orig) or "busy" in str(exc.orig)
+        return run_in_transaction(
+            self.engine, work, attempts_max=TX_ATTEMPTS_MAX, backoff_s=TX_BACKOFF_S, what="transaction", rng=self._rng
+        )
 
     def _read(self) -> sa.Connection:
         return self.engine.connect().execution_options(simwallet_readonly=True)
