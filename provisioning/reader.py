@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
@@ -84,6 +85,9 @@ INS_GET_RESPONSE: Final = 0xC0
 GET_RESPONSE_CHAIN_MAX: Final = 64
 # pcsc-lite's SCardGetStatusChange takes milliseconds; presence is polled by pcscd every ~0.4 s.
 STATUS_TIMEOUT_MS_MAX: Final = 60_000
+# SCardConnect attempts when pcscd could not power the card up (a card just unpowered by another application).
+CONNECT_ATTEMPTS_MAX: Final = 3
+CONNECT_RETRY_PAUSE_S: Final = 0.05
 # A card that answers with more than this many bytes in one response is broken.
 RESPONSE_LENGTH_MAX: Final = 65538
 
@@ -92,6 +96,7 @@ Trace = Callable[[str, str], None]
 
 # SCARD_E_NOT_TRANSACTED: vpcd lost the card before pcscd's next presence poll noticed; the same thing to a batch.
 _GONE: Final = frozenset({SCARD_W_REMOVED_CARD, SCARD_E_NO_SMARTCARD, SCARD_W_UNPOWERED_CARD, SCARD_W_RESET_CARD, SCARD_E_NOT_TRANSACTED})
+_POWER_UP_FAILED: Final = frozenset({SCARD_W_UNPOWERED_CARD, SCARD_W_UNRESPONSIVE_CARD})
 _READER_GONE: Final = frozenset({SCARD_E_READER_UNAVAILABLE, SCARD_E_UNKNOWN_READER})
 
 
@@ -255,7 +260,14 @@ class Pcsc:
 
     def connect(self, name: str, *, exclusive: bool = True, trace: Trace | None = None) -> CardConnection:
         share = SCARD_SHARE_EXCLUSIVE if exclusive else SCARD_SHARE_SHARED
-        hresult, handle, protocol = SCardConnect(self.context, name, share, SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1)
+        for _ in range(CONNECT_ATTEMPTS_MAX - 1):
+            hresult, handle, protocol = SCardConnect(self.context, name, share, SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1)
+            if hresult not in _POWER_UP_FAILED:
+                break
+            # pcscd powers the card up on connect; right after another application unpowered it, that can fail once.
+            time.sleep(CONNECT_RETRY_PAUSE_S)
+        else:
+            hresult, handle, protocol = SCardConnect(self.context, name, share, SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1)
         if hresult == SCARD_E_NO_SMARTCARD:
             raise NoCardError("no card in the reader", reader=name, hresult=hresult)
         _raise_for(hresult, "SCardConnect", name)

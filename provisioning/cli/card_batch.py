@@ -231,6 +231,9 @@ def batch(
         if journal.torn_tail:
             app.note(f"{journal_path}: its last record was torn by a crash and has been cut off")
         already = len(journal.finished() & {c.iccid for c in cards.cards})
+        from simwallet.gateway.runtime import tune_for_serving
+
+        tune_for_serving()  # a batch of thousands of cards: spare it full collections of what was loaded
         app.note(f"{len(cards.cards)} cards ({already} done before) on {len(names)} reader(s): {', '.join(names)}")
 
         def build(on_event: Callable[[BatchEvent], None] | None) -> Batch:

@@ -287,6 +287,7 @@ def main() -> int:
         for family in KeyFamily:
             keystore.generate(family)
         bench = Bench(tmp, pcscd, keystore, load_profile(PROFILE))
+        tune_for_serving()  # as `simwallet card batch` does
 
         floor_store = CardStore(tmp / "floor-cards")
         floor_card = bench.new_cards(1, floor_store)
