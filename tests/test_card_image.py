@@ -74,3 +74,20 @@ def test_pin_counters_are_logged(tmp_path: Path) -> None:
     assert card.apdu(bytes.fromhex("0020000108") + b"0000\xff\xff\xff\xff") == b"\x63\xc2"
     assert Uicc.load(CardStore(tmp_path), ICCID, spec()).pin_tries(0x01) == 2
     assert b"1234" not in store.log_path(ICCID).read_bytes() + store.path(ICCID).read_bytes()
+
+
+def test_a_card_that_cannot_be_assembled_leaves_no_image(tmp_path: Path) -> None:
+    from simwallet.applet.card import virtual
+    from simwallet.applet.card.isd_spec import IsdSpecError
+    from simwallet.applet.protocols.scp03 import StaticKeys
+
+    doc = yaml.safe_load((ROOT / "cards" / "card-types" / "usim-wallet.yaml").read_text())["card"]
+    kind = virtual.CardType.from_mapping(doc)
+    store = CardStore(tmp_path)
+    keys = StaticKeys(bytes(range(16)), bytes(range(16, 32)), bytes(range(32, 48)), kvn=0x30)
+    stray_module = {bytes.fromhex("F0000000000001"): lambda *args: None}  # a factory for a module no load file has
+    with pytest.raises(IsdSpecError):
+        virtual.manufacture(kind, ICCID, SECRETS, keys, store, applets=stray_module)  # type: ignore[arg-type]
+    assert not store.exists(ICCID) and not store.log_path(ICCID).exists()
+    virtual.manufacture(kind, ICCID, SECRETS, keys, store)  # the ICCID is free for a good card
+    assert store.exists(ICCID)

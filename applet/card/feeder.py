@@ -16,7 +16,10 @@ The host tells cards apart by their ICCID, as a real batch does, and ends a
 card's turn with ``SCardDisconnect(…, SCARD_UNPOWER_CARD)``.
 
 A card that was only looked at (presence polling, an ATR request, a power
-cycle without commands) stays: pcscd powers cards on and off by itself.
+cycle without commands) stays: pcscd powers cards on and off by itself. A
+lost connection to vpcd (pcscd restarted, the feeder unplugged) is not a turn
+either: the link calls :meth:`Feeder.removed`, and the same card comes back
+when the link does.
 
 When the hopper is empty after the last card leaves, :attr:`Feeder.empty`
 turns true and the feeder's ``on_empty`` callback runs (the emulator stops
@@ -36,6 +39,12 @@ class _Card(Protocol):
     def power_on(self) -> None: ...
     def power_off(self) -> None: ...
     def reset(self) -> None: ...
+    def removed(self) -> None:
+        """The link to the reader ended (pcscd stopped, the feeder taken away): the card loses power but stays next."""
+        self._used = False
+        if self._current is not None:
+            self._current.power_off()
+
     def apdu(self, capdu: bytes) -> bytes: ...
 
 
@@ -102,6 +111,12 @@ class Feeder:
             self._on_change(self._current)
         if self._current is None and self._on_empty is not None:
             self._on_empty()
+
+    def removed(self) -> None:
+        """The link to the reader ended (pcscd stopped, the feeder taken away): the card loses power but stays next."""
+        self._used = False
+        if self._current is not None:
+            self._current.power_off()
 
     def apdu(self, capdu: bytes) -> bytes:
         if self._current is None:

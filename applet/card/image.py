@@ -213,6 +213,13 @@ class CardStore:
         """Store a new card's image; CardExistsError if the ICCID has one already."""
         self._snapshot(image, 0, replace=False)
 
+    def discard(self, iccid: str) -> None:
+        """Remove the card's image (a card whose manufacture failed half-way); no error if there is none."""
+        for path in (self.path(iccid), self.log_path(iccid)):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        self._written.pop(iccid, None)
+
     @staticmethod
     def _read(path: Path, *, missing_ok: bool) -> bytes:
         try:

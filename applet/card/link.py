@@ -354,7 +354,9 @@ class VpcdLink(Service):
         if not self._powered:
             return
         self._powered = False
+        # A card holder that tells removal from a power-off (a feeder keeps its card) gets removed() instead.
+        removed = getattr(self._card, "removed", None)
         try:
-            self._card.power_off()
+            removed() if callable(removed) else self._card.power_off()
         except Exception as exc:
-            logger.error("%s: card.power_off() raised %s on removal", self._name, type(exc).__name__)
+            logger.error("%s: card removal (power off) raised %s", self._name, type(exc).__name__)

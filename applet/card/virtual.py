@@ -117,8 +117,14 @@ def manufacture(
 ) -> Uicc:
     """A new card: EF.ICCID, PINs from ``secrets``, the ISD with ``isd_keys`` (its KVN is the card's first key version)."""
     uicc = Uicc.manufacture(card_type.spec, iccid, secrets, store)
-    _assemble(uicc, card_type, isd_keys, None, applets, toolkit)
-    uicc.persist()
+    try:
+        _assemble(uicc, card_type, isd_keys, None, applets, toolkit)
+        uicc.persist()
+    except BaseException:
+        # A card that could not be assembled leaves no image behind to be loaded later.
+        if store is not None:
+            store.discard(iccid)
+        raise
     return uicc
 
 
