@@ -234,6 +234,7 @@ def test_emulate_usage_errors_exit_2(tmp_path: Path) -> None:
         ["card", "emulate", "--count", "2"],
         ["card", "emulate", "--readers", "3", "--pcscd", "private", "--count", "1", "--iccid-start", ICCID_START],
         ["card", "emulate"],
+        ["card", "emulate", "--count", "1", "--iccid-start", ICCID_START, "--card-type", "usim-wallet", "--profile", "wallet-cmcc-zh"],
     ):
         result = runner.invoke(cli, ["--db", f"sqlite:///{tmp_path / 'db.sqlite3'}", *args])
         assert result.exit_code == 2, (args, result.output)
@@ -246,7 +247,7 @@ def test_emulate_with_a_private_pcscd_runs_until_its_stacks_are_used_up(tmp_path
     stats = tmp_path / "stats.json"
     command = [
         SIMWALLET, "--json", "card", "emulate", "--readers", "2", "--count", "3", "--iccid-start", ICCID_START,
-        "--state-dir", str(tmp_path / "cards"), "--pcscd", "private", "--base-port", str(free_port_pair()),
+        "--state-dir", str(tmp_path / "cards"), "--pcscd", "private", "--base-port", str(free_port_pair()), "--profile", "wallet-cmcc-zh",
         "--keystore", str(keystore.path), "--passphrase-file", str(passphrase), "--exit-when-empty",
         "--ready-file", str(ready), "--stats", str(stats),
     ]  # fmt: skip

@@ -315,7 +315,8 @@ def _iccids(app: AppContext, count: int | None, iccid_start: str | None, cards_c
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Or: the cards of this CSV's iccid column (a batch CSV will do).",
 )
-@click.option("--card-type", default="usim-wallet", show_default=True, help="Card type: a name in cards/card-types, or a YAML path.")
+@click.option("--card-type", default=None, help="Card type: a name in cards/card-types, or a YAML path. [default: usim-wallet]")
+@click.option("--profile", "profile_name", default=None, help="Or: the card type of this profile (a name in cards/profiles or a path).")
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -351,7 +352,8 @@ def emulate(
     count: int | None,
     iccid_start: str | None,
     cards_csv: Path | None,
-    card_type: str,
+    card_type: str | None,
+    profile_name: str | None,
     state_dir: Path | None,
     pcscd_mode: str,
     base_port: int | None,
@@ -369,6 +371,17 @@ def emulate(
     app = _app(ctx)
     if pcscd_mode == "private" and readers > 2:
         raise click.UsageError("a private pcscd has vpcd's 2 readers; more need another vpcd entry in a system reader.conf")
+    if card_type is not None and profile_name is not None:
+        raise click.UsageError("give --card-type or --profile, not both")
+    if profile_name is not None:
+        from simwallet.provisioning.profile import load_profile
+        from simwallet.provisioning.yamlpos import ProfileError
+
+        try:
+            card_type = str(load_profile(profile_name).card_type_name)
+        except ProfileError as exc:
+            raise _user_error(app, exc, "profile_invalid", "profile") from exc
+    card_type = card_type or "usim-wallet"
     cards = _load_cards(app, _iccids(app, count, iccid_start, cards_csv, state_dir), card_type, state_dir, keystore_path, passphrase_file)
     done = threading.Event()
     pcscd = PrivatePcscd(base_port=base_port or VPCD_PORT) if pcscd_mode == "private" else None
