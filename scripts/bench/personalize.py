@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -196,10 +198,25 @@ class BatchRun:
     journal_seconds: float
     journal_records: int
     steps: dict[str, list[float]]
+    # CPU seconds during the batch: this process (the batch's threads), pcscd, the card processes.
+    cpu_batch_s: float = 0.0
+    cpu_pcscd_s: float = 0.0
+    cpu_cards_s: float = 0.0
 
     @property
     def per_card_s(self) -> float:
         return self.seconds / self.cards
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/<pid>/stat fields utime and stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 @dataclass
@@ -255,9 +272,11 @@ class Bench:
                     idle_timeout_s=IDLE_TIMEOUT_S,
                     on_event=clock,
                 )
+                cpu_before = (own_cpu_seconds(), cpu_seconds(self.pcscd.pid), sum(cpu_seconds(p.process.pid) for p in processes))
                 started = time.perf_counter()
                 report = batch.run()
                 seconds = time.perf_counter() - started
+                cpu_after = (own_cpu_seconds(), cpu_seconds(self.pcscd.pid), sum(cpu_seconds(p.process.pid) for p in processes))
         finally:
             stats = [s for p in processes for s in p.stop()]
             engine.dispose()
@@ -271,6 +290,7 @@ class Bench:
             timed.seconds,
             timed.records,
             dict(clock.steps),
+            *(after - before for before, after in zip(cpu_before, cpu_after, strict=True)),
         )
 
 
@@ -323,6 +343,11 @@ def main() -> int:
         f"time per card, one reader: {one.per_card_s * 1000:.1f} ms = transport floor {floor * 1000:.1f} ms"
         f" + card side {one.card_seconds / one.cards * 1000:.1f} ms + host side {host * 1000:.1f} ms"
     )
+    for label, run in (("one reader", one), ("two readers", two)):
+        print(
+            f"CPU per card, {label} (2 cores): batch process {run.cpu_batch_s / run.cards * 1000:.1f} ms,"
+            f" pcscd {run.cpu_pcscd_s / run.cards * 1000:.1f} ms, card processes {run.cpu_cards_s / run.cards * 1000:.1f} ms"
+        )
     print(f"ratio: {one.per_card_s / floor:.2f}")
     print(f"speedup: {one.seconds / two.seconds:.2f}")
     return 0
