@@ -811,12 +811,17 @@ def test_application_state_is_persisted(tmp_path: Path) -> None:
     ok(again, f"00A40400 09 {WALLET_AID} 00")
     ok(again, "80CA006600")
     assert rebuilt.state == {"counter": 3}
-    # A PIN change persists the image, application states included.
+    # The card's own changes (a PIN counter) persist the image with the applications' states as they last
+    # persisted them: an application that changed without calling persist() (as the contract asks) is not saved.
     select(again, "3F00")
     assert verify(again, "01", WRONG) == 0x63C2
     reloaded = Uicc.load(store, ICCID, spec())
-    assert reloaded.app_state(bytes.fromhex(WALLET_AID)) == {"counter": 3}
+    assert reloaded.pin_tries(0x01) == 2
+    assert reloaded.app_state(bytes.fromhex(WALLET_AID)) == {"counter": 2}
     assert reloaded.registry_state() == {"locked": False, "aids": [WALLET_AID.lower()]}
+    # Once the application persists, its state is saved.
+    again.services.persist()
+    assert Uicc.load(store, ICCID, spec()).app_state(bytes.fromhex(WALLET_AID)) == {"counter": 3}
 
 
 def test_fsync_store_and_load_errors(tmp_path: Path) -> None:

@@ -215,21 +215,25 @@ class Uicc:
         """What the registry state source returned at the last save, if there was one."""
         return self.app_state(REGISTRY_STATE_KEY)
 
-    def image(self) -> CardImage:
-        """The card image as it stands: files, PIN digests and counters, and the applications' exported states."""
+    def image(self, *, apps: bool = True) -> CardImage:
+        """The card image as it stands: files, PIN digests and counters, and the applications' exported states.
+
+        ``apps=False`` reuses the applications' states as last exported: the card's own commands (a file
+        written, a PIN counter) change none of them, and applications persist their own changes.
+        """
         registry = self._registry
-        if registry is not None:
+        if registry is not None and apps:
             states: dict[str, Any] = {app.aid.hex().upper(): app.export_state() for app in registry}
             states[REGISTRY_STATE_KEY] = self._app_states.get(REGISTRY_STATE_KEY)
             self._app_states = {k: v for k, v in states.items() if v is not None}
-        if self._registry_state_source is not None:
+        if self._registry_state_source is not None and (apps or REGISTRY_STATE_KEY not in self._app_states):
             self._app_states[REGISTRY_STATE_KEY] = dict(self._registry_state_source())
         return CardImage(self.spec.name, self.iccid, self.pins.salt, self.pins.export(), self.fs.export(), dict(self._app_states))
 
-    def persist(self) -> None:
-        """Write the card image now (no-op without a store)."""
+    def persist(self, *, apps: bool = True) -> None:
+        """Write the card image now (no-op without a store); ``apps=False``: see :meth:`image`."""
         if self._store is not None:
-            self._store.save(self.image())
+            self._store.save(self.image(apps=apps))
 
     # -- inspection (tests, tools) ------------------------------------------------------------------
 
@@ -303,7 +307,7 @@ class Uicc:
         finally:
             if self._ops.changed or self.pins.changed:
                 self._ops.changed = self.pins.changed = False
-                self.persist()
+                self.persist(apps=False)
         return self._finish(command, response)
 
     def _finish(self, command: CommandApdu, response: ResponseApdu) -> ResponseApdu:
