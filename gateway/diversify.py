@@ -58,6 +58,8 @@ from typing import Final
 from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.cmac import CMAC
 
+from simwallet.applet.errors import CodecError
+from simwallet.applet.protocols.efs import Iccid
 from simwallet.applet.protocols.scp03 import StaticKeys, card_keys, kcv
 from simwallet.gateway.errors import RejectCode, RequestError
 
@@ -87,7 +89,6 @@ KDD_LENGTH: Final = 10
 ICCID_DIGITS_MIN: Final = 19
 ICCID_DIGITS_MAX: Final = 2 * KDD_LENGTH
 # TS 102 221 §13.2: unused nibbles of EF.ICCID are 'F'.
-_PAD_NIBBLE: Final = 0xF
 
 # FIPS 197: AES-128/192/256 master keys; derived keys have the master's length.
 _AES_KEY_LENGTHS: Final = frozenset({16, 24, 32})
@@ -126,32 +127,30 @@ def check_iccid(iccid: str) -> str:
 
 
 def iccid_to_kdd(iccid: str) -> bytes:
-    """The 10 bytes of EF.ICCID (TS 102 221 §13.2) for an ICCID: swapped BCD, ``F``-padded.
+    """The 10 bytes of EF.ICCID (TS 102 221 §13.2) for an ICCID: swapped BCD, ``F``-padded (the EF codec's encoding).
 
     Byte ``k`` holds digit ``2k+1`` in its low nibble and digit ``2k+2`` in
     its high nibble; a 19-digit ICCID ends with the byte ``F`` || last digit.
     """
-    check_iccid(iccid)
-    nibbles = [int(c) for c in iccid] + [_PAD_NIBBLE] * (ICCID_DIGITS_MAX - len(iccid))
-    return bytes(nibbles[k] | nibbles[k + 1] << 4 for k in range(0, ICCID_DIGITS_MAX, 2))
+    return Iccid(check_iccid(iccid)).to_bytes()
 
 
 def kdd_to_iccid(kdd: bytes) -> str:
     """The ICCID stored in 10 bytes of EF.ICCID (the inverse of :func:`iccid_to_kdd`).
 
     Refuses (``RequestError`` on field ``kdd``) anything :func:`iccid_to_kdd`
-    would not produce: a wrong length, a nibble A..E, padding before the
-    last nibble, or more than one pad nibble.
+    would not produce: a wrong length, a nibble A..E, a digit after the pad,
+    or fewer than 19 digits.
     """
     if not isinstance(kdd, bytes) or len(kdd) != KDD_LENGTH:
         raise RequestError(RejectCode.FIELD_INVALID, "kdd", f"EF.ICCID is {KDD_LENGTH} bytes")
-    nibbles = [n for byte in kdd for n in (byte & 0x0F, byte >> 4)]
-    digits = len(nibbles)
-    while digits and nibbles[digits - 1] == _PAD_NIBBLE:
-        digits -= 1
-    if digits < ICCID_DIGITS_MIN or any(n > 9 for n in nibbles[:digits]):
+    try:
+        iccid = Iccid.from_bytes(kdd).iccid
+    except CodecError:
+        iccid = ""
+    if len(iccid) < ICCID_DIGITS_MIN:
         raise RequestError(RejectCode.FIELD_INVALID, "kdd", "EF.ICCID does not hold 19..20 BCD digits")
-    return "".join(str(n) for n in nibbles[:digits])
+    return iccid
 
 
 # --- the KDF ------------------------------------------------------------------------------

@@ -46,10 +46,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
 from simwallet.applet.card.feeder import Feeder
-from simwallet.applet.card.link import VpcdLink
+from simwallet.applet.card.link import Card, VpcdLink
 from simwallet.applet.lifecycle import Service
 from simwallet.applet.protocols.apdu import Ins
 from simwallet.applet.protocols.efs import luhn_check_digit
@@ -99,14 +99,6 @@ class EmulatorError(ProvisioningError):
     """The emulator cannot be set up: a bad ICCID range, too many readers, a card image of another type."""
 
 
-class _Card(Protocol):
-    def atr(self) -> bytes: ...
-    def power_on(self) -> None: ...
-    def power_off(self) -> None: ...
-    def reset(self) -> None: ...
-    def apdu(self, capdu: bytes) -> bytes: ...
-
-
 @dataclass
 class CardStats:
     """What one card saw: APDUs, seconds inside ``apdu()``, power-ons, and the state-changing commands it accepted, by INS."""
@@ -136,7 +128,7 @@ class CardStats:
 class CountingCard:
     """A card wrapper that keeps :class:`CardStats`; everything else passes through (the link's thread only)."""
 
-    def __init__(self, card: _Card, iccid: str, reader: int, *, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(self, card: Card, iccid: str, reader: int, *, clock: Callable[[], float] = time.perf_counter) -> None:
         self.card = card
         self.stats = CardStats(iccid, reader)
         self._clock = clock

@@ -31,19 +31,12 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Final, Protocol
+from typing import Final
 
+from simwallet.applet.card.link import SW_NO_PRECISE_DIAGNOSIS, Card
 
-class _Card(Protocol):
-    def atr(self) -> bytes: ...
-    def power_on(self) -> None: ...
-    def power_off(self) -> None: ...
-    def reset(self) -> None: ...
-    def apdu(self, capdu: bytes) -> bytes: ...
-
-
-# ISO/IEC 7816-4 §5.6 "no precise diagnosis": what an empty feeder answers.
-SW_NO_CARD: Final = b"\x6f\x00"
+# What an empty feeder answers: ISO/IEC 7816-4 §5.6 "no precise diagnosis", as the link does for a faulty card.
+SW_NO_CARD: Final = SW_NO_PRECISE_DIAGNOSIS
 # An ATR for the empty contacts; the emulator removes the card from the reader before pcscd would ask.
 _EMPTY_ATR: Final = bytes.fromhex("3B00")
 
@@ -53,20 +46,20 @@ class Feeder:
 
     def __init__(
         self,
-        cards: Iterable[_Card],
+        cards: Iterable[Card],
         *,
-        on_change: Callable[[_Card | None], None] | None = None,
+        on_change: Callable[[Card | None], None] | None = None,
         on_empty: Callable[[], None] | None = None,
     ) -> None:
-        self._hopper: deque[_Card] = deque(cards)
-        self._current: _Card | None = self._hopper.popleft() if self._hopper else None
+        self._hopper: deque[Card] = deque(cards)
+        self._current: Card | None = self._hopper.popleft() if self._hopper else None
         self._used = False
         self._on_change = on_change
         self._on_empty = on_empty
         self.fed = 1 if self._current is not None else 0
 
     @property
-    def current(self) -> _Card | None:
+    def current(self) -> Card | None:
         return self._current
 
     @property

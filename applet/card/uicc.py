@@ -50,6 +50,7 @@ from simwallet.applet.card.pins import SALT_LENGTH, CardSecrets, Pins, pin_comma
 from simwallet.applet.card.spec import FID_ICCID, CardSpec
 from simwallet.applet.errors import CardStatusError, CodecError
 from simwallet.applet.protocols.apdu import CommandApdu, Ins, ResponseApdu
+from simwallet.applet.protocols.efs import Iccid
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +82,7 @@ _DF_NAME_LENGTH_MAX = 16
 
 def iccid_to_bcd(iccid: str) -> bytes:
     """EF.ICCID content (TS 102 221 §13.2): digits in swapped nibbles, padded with F to 10 bytes."""
-    digits = check_iccid(iccid).ljust(20, "F")
-    return bytes(int(digits[i + 1] + digits[i], 16) for i in range(0, 20, 2))
+    return Iccid(check_iccid(iccid)).to_bytes()
 
 
 class UiccServices:
