@@ -32,6 +32,8 @@ from typing import Final
 from simwallet.applet.errors import CodecError
 from simwallet.applet.protocols.apdu import ResponseApdu, describe_sw
 from simwallet.applet.protocols.efs import Iccid
+from simwallet.applet.protocols.pinblock import PIN_BLOCK_LENGTH
+from simwallet.applet.protocols.pinblock import pin_block as encode_pin_block
 from simwallet.provisioning.errors import ProvisioningError
 from simwallet.provisioning.reader import CardConnection
 from simwallet.provisioning.trace import mask_command
@@ -44,7 +46,6 @@ KEY_PIN2: Final = 0x81
 KEY_ADM1: Final = 0x0A
 KEY_NAMES: Final = {KEY_PIN1: "PIN1", KEY_PIN2: "PIN2", KEY_ADM1: "ADM1"}
 # TS 102 221 §9.5.1: a PIN block is 8 bytes, ASCII digits padded with FF.
-PIN_BLOCK_LENGTH: Final = 8
 # Below this many tries left, no value is presented (one wrong try would block the key).
 TRIES_MIN: Final = 2
 # TS 102 221 §10.2.1.5: 63CX verification failed / X tries left; 6983 blocked; 6985 conditions (ENABLE of an enabled PIN).
@@ -164,11 +165,10 @@ class CardIo:
 
 
 def pin_block(digits: str) -> bytes:
-    """The TS 102 221 §9.5.1 block of a 4- to 8-digit value (ADM1 codes of 8 digits fill it exactly)."""
-    raw = digits.encode("ascii")
-    if not raw.isdigit() or not 4 <= len(raw) <= PIN_BLOCK_LENGTH:
+    """The TS 102 221 §9.5.1 block of a 4- to 8-digit value (ADM1 codes of 8 digits fill it exactly); ValueError otherwise."""
+    if not digits.isascii():
         raise ValueError("a PIN, PUK or ADM code is 4 to 8 decimal digits")
-    return raw + b"\xff" * (PIN_BLOCK_LENGTH - len(raw))
+    return encode_pin_block(digits.encode("ascii"))
 
 
 def _tries_answer(sw: int) -> bool:

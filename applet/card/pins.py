@@ -37,15 +37,12 @@ from simwallet.applet.card.spec import KEY_ADM1, KEY_PIN1, KEY_PIN2, AccessRule,
 from simwallet.applet.errors import CodecError
 from simwallet.applet.protocols.apdu import CommandApdu, Ins, ResponseApdu
 from simwallet.applet.protocols.fcp import PinStatus, PinStatusTemplate
+from simwallet.applet.protocols.pinblock import PIN_BLOCK_LENGTH, PIN_DIGITS_MAX, PIN_DIGITS_MIN, is_pin_block, pin_block
 
-# TS 102 221 §9.5.1: a PIN block is 8 bytes; a PIN 4 to 8 digits; the UNBLOCK PIN (PUK) 8 digits.
-PIN_BLOCK_LENGTH: Final = 8
-PIN_DIGITS_MIN: Final = 4
-PIN_DIGITS_MAX: Final = 8
+# TS 102 221 §9.5.1: the UNBLOCK PIN (PUK) is 8 digits (the PIN block itself: applet/protocols/pinblock.py).
 PUK_DIGITS: Final = 8
 # Per-card salt of the PIN digests (a SHA-256 block of entropy is more than enough).
 SALT_LENGTH: Final = 16
-_PAD = 0xFF
 _DIGITS = frozenset(b"0123456789")
 _KIND_PIN = b"PIN"
 _KIND_PUK = b"PUK"
@@ -59,21 +56,6 @@ SW_BAD_DATA: Final = 0x6A80
 SW_BAD_P1P2: Final = 0x6A86
 SW_NOT_FOUND: Final = 0x6A88
 SW_TRIES: Final = 0x63C0
-
-
-def pin_block(digits: bytes) -> bytes:
-    """The 8-byte block of a 4- to 8-digit PIN (ASCII digits, FF padding)."""
-    if not PIN_DIGITS_MIN <= len(digits) <= PIN_DIGITS_MAX or not set(digits) <= _DIGITS:
-        raise CodecError(f"a PIN is {PIN_DIGITS_MIN} to {PIN_DIGITS_MAX} ASCII digits")
-    return digits + bytes([_PAD]) * (PIN_BLOCK_LENGTH - len(digits))
-
-
-def is_pin_block(block: bytes) -> bool:
-    """Whether ``block`` is 4 to 8 ASCII digits followed by FF padding (TS 102 221 §9.5.1)."""
-    if len(block) != PIN_BLOCK_LENGTH:
-        return False
-    digits = block.rstrip(bytes([_PAD]))
-    return len(digits) >= PIN_DIGITS_MIN and set(digits) <= _DIGITS
 
 
 def adm_block(value: bytes) -> bytes:
