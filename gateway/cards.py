@@ -40,7 +40,7 @@ import builtins
 import enum
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Final, TypeVar
@@ -74,6 +74,9 @@ KEY_VERSION_MAX: Final = 127
 DETAILS_JSON_BYTES_MAX: Final = 4096
 # Cards per page of list().
 LIST_LIMIT_MAX: Final = 10_000
+# Values per IN (...) of holders(): well under SQLite's (32766) and PostgreSQL's (65535) bound-parameter limits.
+LOOKUP_CHUNK_MAX: Final = 500
+_IDENTITY_COLUMNS: Final = ("iccid", "imsi", "msisdn")
 # Attempts of one registration transaction before a conflict becomes a StoreError.
 TX_ATTEMPTS_MAX: Final = 8
 # First back-off after a conflict; doubles per attempt.
@@ -374,6 +377,25 @@ class CardRegistry:
         with self._read() as conn:
             row = conn.execute(sa.select(cards).where(cards.c.msisdn == number)).first()
         return None if row is None else _row_to_card(row)
+
+    def holders(self, wanted: Mapping[str, Iterable[str]]) -> builtins.list[tuple[str, str, str]]:
+        """``(iccid, imsi, msisdn)`` of every card holding one of the ``wanted`` values, by column name.
+
+        ``wanted`` maps ``iccid``, ``imsi`` or ``msisdn`` to values compared as stored; a batch's pre-flight asks
+        for thousands at once, so the values go in chunks of :data:`LOOKUP_CHUNK_MAX`.
+        """
+        found: dict[str, tuple[str, str, str]] = {}
+        with self._read() as conn:
+            for name, values in wanted.items():
+                if name not in _IDENTITY_COLUMNS:
+                    raise ValueError(f"cards are looked up by {', '.join(_IDENTITY_COLUMNS)}, not {name!r}")
+                ordered = sorted(set(values))
+                for start in range(0, len(ordered), LOOKUP_CHUNK_MAX):
+                    chunk = ordered[start : start + LOOKUP_CHUNK_MAX]
+                    query = sa.select(cards.c.iccid, cards.c.imsi, cards.c.msisdn).where(cards.c[name].in_(chunk))
+                    for row in conn.execute(query):
+                        found[row.iccid] = (row.iccid, row.imsi, row.msisdn)
+        return builtins.list(found.values())
 
     def list(
         self, *, customer_ref: str | None = None, status: CardStatus | str | None = None, limit: int = 100, after_iccid: str | None = None

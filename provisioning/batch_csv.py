@@ -63,8 +63,6 @@ CSV_BYTES_MAX: Final = 64 * 1024 * 1024
 ROWS_MAX: Final = 200_000
 # A secrets file holds a few short columns per card.
 SECRETS_BYTES_MAX: Final = 16 * 1024 * 1024
-# Registry look-ups go in chunks of this many values (SQLite's bound-parameter limit is 32766; PostgreSQL's 65535).
-LOOKUP_CHUNK_MAX: Final = 500
 # Pre-flight stops collecting after this many problems: the first screenful is what the operator reads.
 PROBLEMS_MAX: Final = 1000
 # The columns that identify a card, each unique within a batch and within the registry.
@@ -313,22 +311,12 @@ def preflight(
 
 def registry_conflicts(registry: CardRegistry, rows: Sequence[tuple[int, Mapping[str, str]]]) -> list[RowProblem]:
     """Rows whose ICCID is registered with other values, or whose IMSI or MSISDN another card holds."""
-    import sqlalchemy as sa
-
-    from simwallet.gateway.store.schema import cards as cards_table
-
-    columns = {name: cards_table.c[name] for name in IDENTITIES}
     registered: dict[str, dict[str, str]] = {}  # iccid -> its identities in the registry
     owner: dict[tuple[str, str], str] = {}  # (column, value) -> the iccid holding it
-    with registry.engine.connect() as conn:
-        for name, column in columns.items():
-            wanted = sorted({ids[name] for _, ids in rows if name in ids})
-            for start in range(0, len(wanted), LOOKUP_CHUNK_MAX):
-                chunk = wanted[start : start + LOOKUP_CHUNK_MAX]
-                query = sa.select(cards_table.c.iccid, cards_table.c.imsi, cards_table.c.msisdn).where(column.in_(chunk))
-                for found in conn.execute(query):
-                    registered[found.iccid] = {"iccid": found.iccid, "imsi": found.imsi, "msisdn": found.msisdn}
-                    owner[(name, getattr(found, name))] = found.iccid
+    for iccid, imsi, msisdn in registry.holders({name: [ids[name] for _, ids in rows if name in ids] for name in IDENTITIES}):
+        registered[iccid] = {"iccid": iccid, "imsi": imsi, "msisdn": msisdn}
+        for name, value in registered[iccid].items():
+            owner[(name, value)] = iccid
     problems: list[RowProblem] = []
     for row, ids in rows:
         iccid = ids["iccid"]

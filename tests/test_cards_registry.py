@@ -317,3 +317,16 @@ def test_registry_and_ledger_must_share_the_database(db_url: str, tmp_path: Path
     finally:
         engine.dispose()
         other.dispose()
+
+
+def test_holders_finds_cards_by_any_identity_in_chunks(registry: CardRegistry) -> None:
+    from simwallet.gateway import cards as cards_module
+
+    for n in range(3):
+        registry.register(registration(iccid=f"898600123456789012{n}", imsi=f"46000123456780{n}", msisdn=f"861380013800{n}"))
+    wanted_imsis = [f"46000123456780{n}" for n in (1, 2)] + [f"4600099{n:08d}" for n in range(cards_module.LOOKUP_CHUNK_MAX + 1)]
+    found = registry.holders({"iccid": ["8986001234567890120"], "imsi": wanted_imsis, "msisdn": []})
+    assert sorted(found) == [(f"898600123456789012{n}", f"46000123456780{n}", f"861380013800{n}") for n in range(3)]
+    assert registry.holders({"msisdn": ["8613900000000"]}) == []
+    with pytest.raises(ValueError, match="not 'customer_ref'"):
+        registry.holders({"customer_ref": ["customer:C1"]})
