@@ -240,6 +240,8 @@ class CardRegistration:
 
 # The registration fields stored on the card row, compared by a repeated registration.
 _CARD_FIELDS: Final = tuple(f.name for f in fields(CardRegistration) if f.name != "tier")
+# What a registration sent again must repeat (the first personalized_at stays: a resumed run sends its own).
+_SAME_FIELDS: Final = tuple(name for name in _CARD_FIELDS if name != "personalized_at")
 
 
 @dataclass(frozen=True)
@@ -307,53 +309,56 @@ class CardRegistry:
     # -- registration ------------------------------------------------------------------
 
     def register(self, registration: CardRegistration) -> RegistrationResult:
-        """Register a card and open its customer's wallet accounts, in one transaction; idempotent."""
-        reg = registration
+        """Register a card and open its customer's wallet accounts, in one transaction; idempotent.
+
+        A card registered again with the same values is not changed (``created`` False; the first
+        ``personalized_at`` is kept, so a resumed personalization may send its own time); any other
+        value that differs is an ``idempotency_conflict`` naming the field.
+        """
+        return self._in_tx(lambda conn: self._register_in(conn, registration))
+
+    def _register_in(self, conn: sa.Connection, reg: CardRegistration) -> RegistrationResult:
         tier = reg.tier
         specs = [
             AccountSpec(kind, reg.customer_ref, tier=tier if kind is AccountKind.CUSTOMER_WALLET else None)
             for kind in CUSTOMER_ACCOUNT_KINDS
         ]
-
-        def work(conn: sa.Connection) -> RegistrationResult:
-            # One statement, so one snapshot even at READ COMMITTED: a card committed meanwhile
-            # shows up as itself, never as "its MSISDN is on another card".
-            query = sa.select(cards).where(sa.or_(cards.c.iccid == reg.iccid, cards.c.imsi == reg.imsi, cards.c.msisdn == reg.msisdn))
-            found = {row.iccid: _row_to_card(row) for row in conn.execute(query)}
-            if reg.iccid in found:
-                card = found[reg.iccid]
-                self._check_same(card, reg)
-                return RegistrationResult(card, False, self._customer_accounts(conn, reg.customer_ref))
-            for column in ("imsi", "msisdn"):
-                other = next((c.iccid for c in found.values() if getattr(c, column) == getattr(reg, column)), None)
-                if other is not None:
-                    raise _invalid(column, f"{column} {getattr(reg, column)} is already on card {other}")
-            now = self._clock()
-            have = {a.kind for a in self._customer_accounts(conn, reg.customer_ref)}
-            missing = [s for s in specs if s.kind not in have]
-            if (
-                tier is not None
-                and missing
-                and conn.execute(sa.select(product_tiers.c.name).where(product_tiers.c.name == tier)).first() is None
-            ):
-                raise _invalid("tier", f"no product tier {tier!r}")
-            # The ledger's own row builder (validation, flags, defaults): see the module docstring.
-            rows = [Ledger._account_row(spec, now) for spec in missing]
-            if rows:
-                conn.execute(accounts.insert(), rows)
-            values = {name: getattr(reg, name) for name in _CARD_FIELDS}
-            values.update(channel=reg.channel.value, details=dict(reg.details), status=CardStatus.PERSONALIZED.value, registered_at=now)
-            conn.execute(cards.insert().values(**values))
-            card = _row_to_card(conn.execute(sa.select(cards).where(cards.c.iccid == reg.iccid)).one())
-            held = self._customer_accounts(conn, reg.customer_ref)
-            opened_refs = {r["ref"] for r in rows}
-            return RegistrationResult(card, True, held, tuple(a for a in held if a.ref in opened_refs))
-
-        return self._in_tx(work)
+        # One statement, so one snapshot even at READ COMMITTED: a card committed meanwhile
+        # shows up as itself, never as "its MSISDN is on another card".
+        query = sa.select(cards).where(sa.or_(cards.c.iccid == reg.iccid, cards.c.imsi == reg.imsi, cards.c.msisdn == reg.msisdn))
+        found = {row.iccid: _row_to_card(row) for row in conn.execute(query)}
+        if reg.iccid in found:
+            card = found[reg.iccid]
+            self._check_same(card, reg)
+            return RegistrationResult(card, False, self._customer_accounts(conn, reg.customer_ref))
+        for column in ("imsi", "msisdn"):
+            other = next((c.iccid for c in found.values() if getattr(c, column) == getattr(reg, column)), None)
+            if other is not None:
+                raise _invalid(column, f"{column} {getattr(reg, column)} is already on card {other}")
+        now = self._clock()
+        have = {a.kind for a in self._customer_accounts(conn, reg.customer_ref)}
+        missing = [s for s in specs if s.kind not in have]
+        if (
+            tier is not None
+            and missing
+            and conn.execute(sa.select(product_tiers.c.name).where(product_tiers.c.name == tier)).first() is None
+        ):
+            raise _invalid("tier", f"no product tier {tier!r}")
+        # The ledger's own row builder (validation, flags, defaults): see the module docstring.
+        rows = [Ledger._account_row(spec, now) for spec in missing]
+        if rows:
+            conn.execute(accounts.insert(), rows)
+        values = {name: getattr(reg, name) for name in _CARD_FIELDS}
+        values.update(channel=reg.channel.value, details=dict(reg.details), status=CardStatus.PERSONALIZED.value, registered_at=now)
+        conn.execute(cards.insert().values(**values))
+        card = _row_to_card(conn.execute(sa.select(cards).where(cards.c.iccid == reg.iccid)).one())
+        held = self._customer_accounts(conn, reg.customer_ref)
+        opened_refs = {r["ref"] for r in rows}
+        return RegistrationResult(card, True, held, tuple(a for a in held if a.ref in opened_refs))
 
     @staticmethod
     def _check_same(card: RegisteredCard, reg: CardRegistration) -> None:
-        for name in _CARD_FIELDS:
+        for name in _SAME_FIELDS:
             if getattr(card, name) != getattr(reg, name):
                 raise RequestError(RejectCode.IDEMPOTENCY_CONFLICT, name, f"card {card.iccid} is registered with another {name}")
 

@@ -42,8 +42,8 @@ Theory of operation
     application-specific state ``0F`` (PERSONALIZED), which GET STATUS shows.
 ``register``
     :meth:`~simwallet.gateway.cards.CardRegistry.register`, idempotent; a
-    card registered before with the same values counts as done (its
-    ``personalized_at`` kept), other values are an error naming the field.
+    card registered before with the same values counts as done (the registry
+    keeps its first ``personalized_at``), other values are an error naming the field.
 
 Every step is safe to repeat. With a journal, ``("card", "begin")`` is
 recorded first, each step ``done`` after it succeeded (once: a step run
@@ -430,9 +430,8 @@ class Personalizer:
     def _register(self, run: _Run) -> None:
         registry = self.registry
         assert registry is not None
-        existing = registry.get(run.iccid)
-        at = existing.personalized_at if existing is not None else self._clock()
-        result = registry.register(self.registration(run.job, run.iccid, personalized_at=at))
+        # Registered before (a resumed run)? The registry keeps the first personalized_at.
+        result = registry.register(self.registration(run.job, run.iccid, personalized_at=self._clock()))
         run.registered_new = result.created
 
     def registration(self, job: CardJob, iccid: str, *, personalized_at: int) -> CardRegistration:

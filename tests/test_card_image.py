@@ -91,3 +91,21 @@ def test_a_card_that_cannot_be_assembled_leaves_no_image(tmp_path: Path) -> None
     assert not store.exists(ICCID) and not store.log_path(ICCID).exists()
     virtual.manufacture(kind, ICCID, SECRETS, keys, store)  # the ICCID is free for a good card
     assert store.exists(ICCID)
+
+
+def test_records_and_life_cycle_written_since_the_last_save_come_back(tmp_path: Path) -> None:
+    # Each save renews only the entries of the files written since the one before (FileSystem.touch).
+    store = CardStore(tmp_path)
+    card = Uicc.manufacture(spec(), ICCID, SECRETS, store)
+    record = bytes(range(30))
+    assert card.apdu(bytes.fromhex("0020000A08") + b"87654321")[-2:] == b"\x90\x00"
+    assert card.apdu(bytes.fromhex("002000010831323334FFFFFFFF"))[-2:] == b"\x90\x00"
+    assert card.apdu(bytes.fromhex("00A4080C047F106F3A"))[-2:] == b"\x90\x00"  # DF.TELECOM/EF.ADN
+    assert card.apdu(bytes.fromhex("00DC01041E") + record)[-2:] == b"\x90\x00"
+    adm_and_write(card, bytes.fromhex("082943001234567890"))
+    assert card.apdu(bytes.fromhex("00A4080C047F106F3A"))[-2:] == b"\x90\x00"
+    assert card.apdu(bytes.fromhex("00040000"))[-2:] == b"\x90\x00"  # DEACTIVATE FILE (the current EF)
+    again = Uicc.load(CardStore(tmp_path), ICCID, spec())
+    assert again.file_records("DF.TELECOM/EF.ADN")[0] == record
+    assert again.file_content("DF.GSM/EF.IMSI") == bytes.fromhex("082943001234567890")
+    assert again.fs.file("DF.TELECOM/EF.ADN").active is False

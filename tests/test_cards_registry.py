@@ -108,6 +108,14 @@ def test_same_registration_again_writes_nothing(registry: CardRegistry) -> None:
     assert counts(registry) == before == (1, 1)
 
 
+def test_registration_again_keeps_the_first_personalization_time(registry: CardRegistry) -> None:
+    first = registry.register(registration())
+    again = registry.register(registration(personalized_at=T0_US))
+    assert again.created is False
+    assert again.card.personalized_at == first.card.personalized_at == T0_US - 60_000_000
+    assert counts(registry) == (1, 1)
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [
@@ -120,7 +128,6 @@ def test_same_registration_again_writes_nothing(registry: CardRegistry) -> None:
         ("scp03_kvn", 0x31),
         ("ota_key_version", 2),
         ("wallet_key_version", 2),
-        ("personalized_at", T0_US),
         ("details", {"batch": "B-2026-12"}),
     ],
 )

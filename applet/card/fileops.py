@@ -235,7 +235,8 @@ class FileOps:
         if not command.data or offset + len(command.data) > len(ef.data):
             fail(SW_WRONG_LENGTH)
         ef.data[offset : offset + len(command.data)] = command.data
-        self.changed = self.fs.dirty = True
+        self.changed = True
+        self.fs.touch(ef)
         return ResponseApdu.status(0x9000)
 
     # -- record EFs --------------------------------------------------------------------------------
@@ -290,7 +291,8 @@ class FileOps:
             number, pointer = self._record_number(ef, command.p1, mode)
             ef.records[number - 1] = command.data
             self.channel.record = pointer
-        self.changed = self.fs.dirty = True
+        self.changed = True
+        self.fs.touch(ef)
         return ResponseApdu.status(0x9000)
 
     def search_record(self, command: CommandApdu) -> ResponseApdu:
@@ -362,5 +364,6 @@ class FileOps:
         self._check(file, Operation.ACTIVATE if active else Operation.DEACTIVATE)
         if file.active != active:
             file.active = active
-            self.changed = self.fs.dirty = True
+            self.changed = True
+            self.fs.touch(file)
         return ResponseApdu.status(0x9000)

@@ -16,7 +16,7 @@ part to and from the card image.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
 
 from simwallet.applet.card.pins import Pins
@@ -117,8 +117,8 @@ class FileSystem:
         self.adfs = [c for c in self.mf.children if c.is_adf]
         # path -> ((active, content), exported entry); see export().
         self._export_cache: dict[str, tuple[tuple[bool, object], dict[str, Any]]] = {}
-        # Set by every write (FileOps) and by restore(); export() rebuilds nothing while it is clear.
-        self.dirty = True
+        # Paths written since the last export() (FileOps calls touch()); None: every file (new, or restored).
+        self._dirty: set[str] | None = None
         self._exported: dict[str, Any] = {}
 
     def walk(self, start: File | None = None) -> Iterator[File]:
@@ -156,18 +156,27 @@ class FileSystem:
 
     # -- the card image ---------------------------------------------------------------------
 
+    def touch(self, file: File) -> None:
+        """Note that ``file`` was written (content or life cycle): the next :meth:`export` renews its entry."""
+        if self._dirty is not None:
+            self._dirty.add(file.path)
+
     def export(self) -> dict[str, Any]:
         """JSON-able content and life cycle of every file, keyed by path.
 
-        The card saves its image after every change, so each file's entry is kept with the bytes it was made
-        from and reused while they are equal (a C-level compare instead of hex-encoding every file again).
-        Entries are shared between calls: callers must not modify them.
+        The card saves its image after every change, so only the files written since the last export (see
+        :meth:`touch`) get a new entry, and only when their bytes differ from those it was made from; the
+        other entries are the very objects of the last export (which lets the image store skip them by
+        identity). Entries are shared between calls: callers must not modify them.
         """
-        if not self.dirty:
-            return dict(self._exported)
-        out: dict[str, Any] = {}
-        cache = self._export_cache
-        for file in self._by_path.values():
+        dirty = self._dirty
+        if dirty is None:
+            files: Iterable[File] = self._by_path.values()
+            self._exported = {}
+        else:
+            files = [self._by_path[path] for path in sorted(dirty)]
+        exported, cache = self._exported, self._export_cache
+        for file in files:
             if file.type is FileType.TRANSPARENT:
                 raw: object = bytes(file.data)
             elif file.type.is_record:
@@ -177,7 +186,7 @@ class FileSystem:
             key = (file.active, raw)
             cached = cache.get(file.path)
             if cached is not None and cached[0] == key:
-                out[file.path] = cached[1]
+                exported[file.path] = cached[1]
                 continue
             entry: dict[str, Any] = {"active": file.active}
             if file.type is FileType.TRANSPARENT:
@@ -185,13 +194,13 @@ class FileSystem:
             elif file.type.is_record:
                 entry["records"] = [r.hex() for r in file.records]
             cache[file.path] = (key, entry)
-            out[file.path] = entry
-        self._exported, self.dirty = out, False
-        return dict(out)
+            exported[file.path] = entry
+        self._dirty = set()
+        return dict(exported)
 
     def restore(self, data: Mapping[str, Any]) -> None:
         """Load :meth:`export` output; files it does not name keep the card maker's content. CodecError if it does not fit."""
-        self.dirty = True
+        self._dirty = None
         for path, entry in data.items():
             file = self._by_path.get(path)
             if file is None:

@@ -137,6 +137,7 @@ class CardStore:
         self.log_records_max = log_records_max
         # Per card: (generation, log lines since the snapshot, the parts as last written).
         self._written: dict[str, tuple[int, int, dict[str, dict[str, Any]]]] = {}
+        self._log_names: dict[str, str] = {}  # ICCID -> its log's path, built once (every change appends to it)
 
     def __repr__(self) -> str:
         return f"CardStore({str(self.directory)!r}, fsync={self.fsync})"
@@ -234,7 +235,10 @@ class CardStore:
         return data
 
     def _append(self, iccid: str, line: bytes) -> None:
-        fd = os.open(self.log_path(iccid), os.O_WRONLY | os.O_APPEND | os.O_CREAT, _FILE_MODE)
+        name = self._log_names.get(iccid)
+        if name is None:
+            name = self._log_names[iccid] = str(self.log_path(iccid))
+        fd = os.open(name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, _FILE_MODE)
         try:
             os.write(fd, line)
             if self.fsync:
