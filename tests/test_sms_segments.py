@@ -354,3 +354,16 @@ def test_random_parts_raise_only_the_package_error(parts: list[MoPart], times: l
 def test_errors_share_the_package_root() -> None:
     for error in (MoDecodeError("x"), SegmentError("x")):
         assert isinstance(error, SmsError) and isinstance(error, ValueError)
+
+
+def test_a_completed_message_carries_its_parts_smsc_ids_in_part_order() -> None:
+    parts = encode_reply("x" * 200, ref=7)
+    assert len(parts) == 2
+    reassembler = Reassembler()
+    second = MoPart("8613800138000", parts[1].data_coding, parts[1].esm_class, parts[1].short_message, message_id="B2")
+    first = MoPart("8613800138000", parts[0].data_coding, parts[0].esm_class, parts[0].short_message, message_id="A1")
+    assert reassembler.receive(second, now=0.0) is None
+    message = reassembler.receive(first, now=1.0)
+    assert message is not None and message.text == "x" * 200 and message.message_ids == ("A1", "B2")
+    single = reassembler.receive(MoPart("8613800138000", 0, 0, b"BAL", message_id="C3"), now=2.0)
+    assert single is not None and single.message_ids == ("C3",)

@@ -186,15 +186,18 @@ class MoPart:
     sar_msg_ref_num: int | None = None
     sar_total_segments: int | None = None
     sar_segment_seqnum: int | None = None
+    message_id: str = ""  # the SMSC's id of this part (what a redelivery repeats), if the channel has one
 
 
 @dataclass(frozen=True, slots=True)
 class MoMessage:
-    """A complete mobile-originated text and the number of parts it came in."""
+    """A complete mobile-originated text, the number of parts it came in and their SMSC ids (in part order)."""
 
     source: str
     text: str
     parts: int
+    # How it was delivered, not what it says: two deliveries of one message compare equal.
+    message_ids: tuple[str, ...] = field(default=(), compare=False)
 
 
 class DropReason(enum.StrEnum):
@@ -213,6 +216,7 @@ class IncompleteMessage:
     received: int
     total: int
     reason: DropReason
+    message_ids: tuple[str, ...] = field(default=(), compare=False)  # the SMSC ids of the parts received
 
 
 class _Scheme(enum.StrEnum):
@@ -269,7 +273,8 @@ _Key = tuple[str, _Scheme, int, int]
 @dataclass(slots=True)
 class _Pending:
     first_seen: float
-    parts: dict[int, tuple[int, bytes]] = field(default_factory=dict)
+    parts: dict[int, tuple[int, bytes, str]] = field(default_factory=dict)  # sequence -> (coding, payload, SMSC id)
+    copies: list[str] = field(default_factory=list)  # SMSC ids of parts received again while incomplete
 
 
 class Reassembler:
@@ -288,6 +293,9 @@ class Reassembler:
         self._dropped: deque[IncompleteMessage] = deque()
         #: Drop reports discarded because nobody called expire() for too long.
         self.reports_lost = 0
+        #: Whether the last part receive() took is held in an incomplete message (False: it completed one,
+        #: or it was a late copy of a part of a message already complete, and nothing of it is kept).
+        self.last_held = False
 
     @property
     def pending(self) -> int:
@@ -296,10 +304,11 @@ class Reassembler:
 
     def receive(self, part: MoPart, *, now: float) -> MoMessage | None:
         """The message ``part`` completes, or None; :class:`MoDecodeError` for a part that does not decode."""
+        self.last_held = False
         split = _split(part, self.parts_max)
         self._expire(now)
         if split.scheme is None:
-            return MoMessage(part.source, decode_payload(part.data_coding, split.payload), 1)
+            return MoMessage(part.source, decode_payload(part.data_coding, split.payload), 1, (part.message_id,))
         key: _Key = (part.source, split.scheme, split.reference, split.total)
         if key in self._completed:
             return None
@@ -309,16 +318,19 @@ class Reassembler:
                 oldest = next(iter(self._pending))
                 self._drop(oldest, self._pending.pop(oldest), DropReason.EVICTED)
             entry = self._pending[key] = _Pending(now)
+        self.last_held = True
         if split.sequence in entry.parts:
+            entry.copies.append(part.message_id)
             return None
-        entry.parts[split.sequence] = (part.data_coding, split.payload)
+        entry.parts[split.sequence] = (part.data_coding, split.payload, part.message_id)
         if len(entry.parts) < split.total:
             return None
+        self.last_held = False
         del self._pending[key]
         self._completed[key] = now
         while len(self._completed) > self.pending_max:
             del self._completed[next(iter(self._completed))]
-        return MoMessage(part.source, _join(entry), split.total)
+        return MoMessage(part.source, _join(entry), split.total, _ids(entry))
 
     def expire(self, *, now: float) -> tuple[IncompleteMessage, ...]:
         """Drop messages older than ``timeout_s`` and report every message dropped since the last call."""
@@ -343,12 +355,17 @@ class Reassembler:
             self._dropped.popleft()
             self.reports_lost += 1
         source, _, reference, total = key
-        self._dropped.append(IncompleteMessage(source, reference, len(entry.parts), total, reason))
+        self._dropped.append(IncompleteMessage(source, reference, len(entry.parts), total, reason, _ids(entry)))
+
+
+def _ids(entry: _Pending) -> tuple[str, ...]:
+    """The SMSC ids of a message's parts in part order, then those of copies received again."""
+    return tuple(entry.parts[sequence][2] for sequence in sorted(entry.parts)) + tuple(entry.copies)
 
 
 def _join(entry: _Pending) -> str:
     """The text of a complete message: payloads joined then decoded when they share a coding."""
-    parts = [entry.parts[sequence] for sequence in sorted(entry.parts)]
+    parts = [entry.parts[sequence][:2] for sequence in sorted(entry.parts)]
     codings = {coding for coding, _ in parts}
     if len(codings) == 1:
         return decode_payload(codings.pop(), b"".join(payload for _, payload in parts))

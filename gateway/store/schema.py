@@ -204,3 +204,43 @@ cards = Table(
                     name="key_versions_in_range"),
     Index(None, "customer_ref"),
 )
+
+# The wallet service of the SMS, USSD and STK channels (gateway/wallet). Never a PIN:
+# a keyed hash of it, whose key lives in the key store, not here.
+wallet_pins = Table(
+    "wallet_pins", metadata,
+    Column("customer_ref", String(64), primary_key=True),
+    # HMAC-SHA256(PIN key, customer_ref || 00 || PIN).
+    Column("verifier", LargeBinary(32), nullable=False),
+    # The first bytes of an HMAC of a fixed text under the PIN key: which key made the verifier.
+    Column("key_check", LargeBinary(4), nullable=False),
+    Column("wrong_tries", Integer, nullable=False, server_default="0"),
+    Column("set_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    CheckConstraint("wrong_tries >= 0", name="wrong_tries_not_negative"),
+)
+
+# Numbers that sent STOP (退订): no marketing messages until they send START.
+marketing_opt_outs = Table(
+    "marketing_opt_outs", metadata,
+    Column("msisdn", String(15), primary_key=True),
+    Column("since_us", BigInteger, nullable=False),
+)
+
+# The reply given to each request key, replayed when the channel delivers the request again.
+# Grows with traffic: the operator's retention job prunes it by ts_us (WalletService.prune_replies).
+wallet_replies = Table(
+    "wallet_replies", metadata,
+    Column("request_key", String(92), primary_key=True),
+    Column("channel", String(8), nullable=False),
+    Column("msisdn", String(15), nullable=False),
+    Column("message_id", String(32), nullable=False),
+    Column("lang", String(2), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    # JSON object of the catalogue parameters; never a PIN.
+    Column("params", Text, nullable=False),
+    # JSON list of the ledger transfer ids the request wrote (its transfer, then any bonus).
+    Column("transfer_ids", Text, nullable=False),
+    Column("ts_us", BigInteger, nullable=False),
+    Index(None, "ts_us"),
+)
