@@ -24,6 +24,7 @@ from simwallet.provisioning.cli import errors
 from simwallet.provisioning.cli.card import card
 from simwallet.provisioning.cli.context import AppContext
 from simwallet.provisioning.cli.db import db
+from simwallet.provisioning.cli.gateway import gateway
 from simwallet.provisioning.cli.keys import keys
 from simwallet.provisioning.cli.ledger import ledger
 from simwallet.provisioning.cli.phone import phone
@@ -131,3 +132,4 @@ cli.add_command(simulate)
 cli.add_command(keys)
 cli.add_command(phone)
 cli.add_command(card)
+cli.add_command(gateway)

@@ -1,0 +1,323 @@
+"""The gateway's ESME: binds to the SMSC, serves each deliver_sm through its channel and the wallet service, answers with submit_sm.
+
+Spec: SMPP 3.4 §2.3 (binds), §4.4 (submit_sm), §4.6 (deliver_sm), §5.2.12
+(esm_class: a delivery receipt is message type 0x04); the channel modules of
+this package; the at-least-once delivery of SMSCs (a deliver_sm not answered
+is delivered again).
+
+Theory of operation
+-------------------
+``binds`` tasks each keep one bind up (:func:`~simwallet.gateway.smpp.aio.bind_with_retry`,
+with back-off). Every deliver_sm goes to its channel as soon as it is read
+(:class:`~simwallet.gateway.esme.sms_channel.SmsChannel` for text); what the
+channel wants served is queued, and one batcher takes up to ``batch_max``
+requests at a time to the service (:meth:`handle_batch`, in a worker thread:
+the event loop keeps reading). For each reply it sends the submit_sm(s) and,
+once the SMSC has taken them (submit_sm_resp OK: the reply is the SMSC's to
+deliver now), answers the deliver_sm(s) the request came in. So nothing is
+acknowledged before it is acted on: a gateway that stops at any point leaves
+the SMSC holding every message it did not finish, and the SMSC's redelivery
+meets the service's stored reply (the same answer, no second posting).
+
+A submit_sm refused with ESME_RTHROTTLED or ESME_RMSGQFUL is sent again after
+a back-off; one that fails because its bind dropped is sent again on another
+bind (or the next). The window of each bind bounds what is in flight.
+
+Metrics (prometheus-client, one registry per gateway): MO and MT counted per
+service, the MO→MT latency histogram (deliver_sm read to the last
+submit_sm_resp of its reply), binds up, throttles, replays and errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import logging
+import random
+import time
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+from simwallet.gateway.esme.metrics import GatewayMetrics
+from simwallet.gateway.esme.sms_channel import Answer, Hold, Inbound, Serve, SmsChannel, reply_segments, text_segments
+from simwallet.gateway.smpp import (
+    BindTransceiver,
+    CommandStatus,
+    DeliverSm,
+    DeliverSmResp,
+    Pdu,
+    SmppError,
+    SubmitSm,
+)
+from simwallet.gateway.smpp.aio import SmppConnection, SmppThrottled, bind_with_retry
+from simwallet.gateway.smpp.session import SessionState
+from simwallet.gateway.smpp.window import backoff_s
+from simwallet.gateway.sms.segments import Segment
+from simwallet.gateway.wallet.outcomes import ServiceReply, ServiceRequest
+
+logger = logging.getLogger(__name__)
+
+_BOUND: Final = frozenset({SessionState.BOUND_TRX, SessionState.BOUND_TX})
+
+# Requests the batcher hands the service at once (the service's own limit is the upper bound).
+BATCH_MAX: Final = 256
+# How long the batcher waits for more requests once it has one (a few ms buy batches of hundreds under load).
+BATCH_WAIT_S: Final = 0.002
+# Requests waiting for the batcher at most; beyond it deliver_sm are answered ESME_RMSGQFUL (the SMSC retries later).
+QUEUE_MAX: Final = 4096
+# Attempts to place one submit_sm before its reply is given up (logged; the SMSC redelivers the request).
+SUBMIT_ATTEMPTS_MAX: Final = 8
+# The vendor TLV carrying the SMSC's message id in deliver_sm (see smsc_message_id), and its longest value kept.
+SMSC_MESSAGE_ID_TAG: Final = 0x1400
+SMSC_ID_LEN_MAX: Final = 64
+# esm_class message type of a delivery receipt (SMPP 3.4 §5.2.12).
+ESM_TYPE_MASK: Final = 0x3C
+ESM_TYPE_RECEIPT: Final = 0x04
+
+
+class Service(Protocol):
+    """What the gateway needs of :class:`~simwallet.gateway.wallet.service.WalletService` (or the benchmark's echo)."""
+
+    def handle_batch(self, requests: Sequence[ServiceRequest]) -> list[ServiceReply]: ...
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    host: str = "127.0.0.1"
+    port: int = 2775
+    system_id: str = "gateway"
+    password: str = field(default="", repr=False)
+    system_type: str = ""
+    binds: int = 1
+    batch_max: int = BATCH_MAX
+    batch_wait_s: float = BATCH_WAIT_S
+
+
+@dataclass(frozen=True)
+class _Token:
+    """Which deliver_sm to answer: its connection and PDU."""
+
+    connection: SmppConnection
+    pdu: Pdu
+    received: float
+
+
+@dataclass
+class _Work:
+    serve: Serve
+    received: float
+
+
+class Gateway:
+    """The ESME: ``await run(stop)`` serves until ``stop`` is set, then drains and unbinds."""
+
+    def __init__(
+        self, config: GatewayConfig, service: Service, *, metrics: GatewayMetrics | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.config = config
+        self.service = service
+        self.metrics = metrics or GatewayMetrics()
+        self._clock = clock
+        self._sms = SmsChannel()
+        self._queue: asyncio.Queue[_Work] = asyncio.Queue(QUEUE_MAX)
+        self._connections: list[SmppConnection] = []
+        self._refs = itertools.cycle(range(1, 256))
+        self._rng = random.Random()  # noqa: S311 (back-off jitter and bind choice, not secrecy)
+        self._tokens: dict[int, _Token] = {}
+        self._next_token = itertools.count(1)
+
+    # -- running --------------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        tasks = [asyncio.create_task(self._keep_bound(i, stop), name=f"bind {i}") for i in range(self.config.binds)]
+        batcher = asyncio.create_task(self._batcher(stop), name="batcher")
+        sweeper = asyncio.create_task(self._sweeper(stop), name="sweeper")
+        await stop.wait()
+        # Drain: what is queued is served and answered before the binds go.
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._drained(), timeout=10.0)
+        for task in (batcher, sweeper):
+            task.cancel()
+        for connection in list(self._connections):
+            with contextlib.suppress(SmppError, OSError):
+                await connection.unbind()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, batcher, sweeper, return_exceptions=True)
+
+    async def _drained(self) -> None:
+        while not self._queue.empty():
+            await asyncio.sleep(0.01)
+        await self._queue.join()
+
+    async def _keep_bound(self, index: int, stop: asyncio.Event) -> None:
+        body = BindTransceiver(system_id=self.config.system_id, password=self.config.password, system_type=self.config.system_type)
+        while not stop.is_set():
+            connection = await bind_with_retry(self.config.host, self.config.port, body, on_request=self._on_request, stop=stop)
+            self._connections.append(connection)
+            self.metrics.binds_up.inc()
+            try:
+                await connection.wait_closed()
+            finally:
+                self._connections.remove(connection)
+                self.metrics.binds_up.dec()
+            logger.info("bind %d lost; binding again", index)
+
+    # -- inbound ------------------------------------------------------------------------------------------
+
+    def _on_request(self, connection: SmppConnection, pdu: Pdu) -> None:
+        body = pdu.body
+        if not isinstance(body, DeliverSm):
+            connection.respond(pdu, status=CommandStatus.ESME_RINVCMDID)
+            return
+        now = self._clock()
+        if body.esm_class & ESM_TYPE_MASK == ESM_TYPE_RECEIPT:
+            self.metrics.receipts.inc()
+            connection.respond(pdu, DeliverSmResp())
+            return
+        self.metrics.mo.labels("sms").inc()
+        token = _Token(connection, pdu, now)
+        tlvs = body.tlvs
+        inbound = Inbound(
+            token,
+            smsc_message_id(pdu),
+            body.source_addr,
+            body.destination_addr,
+            body.data_coding,
+            body.esm_class,
+            body.payload,
+            tlvs.sar_msg_ref_num,
+            tlvs.sar_total_segments,
+            tlvs.sar_segment_seqnum,
+        )
+        step = self._sms.receive(inbound, now)
+        if isinstance(step, Hold):
+            return
+        if isinstance(step, Answer):
+            asyncio.get_running_loop().create_task(self._answer_directly(step))
+            return
+        try:
+            self._queue.put_nowait(_Work(step, now))
+        except asyncio.QueueFull:
+            self.metrics.errors.labels("queue_full").inc()
+            for t in step.tokens:
+                _respond(t, status=CommandStatus.ESME_RMSGQFUL)
+
+    async def _answer_directly(self, answer: Answer) -> None:
+        if answer.destination and answer.text:
+            await self._submit_all(answer.reply_to, answer.destination, text_segments(answer.text, ref=next(self._refs)), "sms")
+        for t in answer.tokens:
+            _respond(t)
+
+    async def _sweeper(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(1.0)
+            for answer in self._sms.expire(self._clock()):
+                await self._answer_directly(answer)
+
+    # -- serving --------------------------------------------------------------------------------------------
+
+    async def _batcher(self, stop: asyncio.Event) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            deadline = self._clock() + self.config.batch_wait_s
+            while len(batch) < self.config.batch_max:
+                remaining = deadline - self._clock()
+                if remaining <= 0 and self._queue.empty():
+                    break
+                try:
+                    batch.append(self._queue.get_nowait() if remaining <= 0 else await asyncio.wait_for(self._queue.get(), remaining))
+                except (TimeoutError, asyncio.QueueEmpty):
+                    break
+            try:
+                replies = await asyncio.to_thread(self.service.handle_batch, [w.serve.request for w in batch])
+            except Exception:
+                # Nothing answered: the SMSC delivers every one of them again.
+                logger.exception("the service failed a batch of %d requests", len(batch))
+                self.metrics.errors.labels("service").inc()
+                for _ in batch:
+                    self._queue.task_done()
+                continue
+            for work, reply in zip(batch, replies, strict=True):
+                asyncio.get_running_loop().create_task(self._reply(work, reply))
+
+    async def _reply(self, work: _Work, reply: ServiceReply) -> None:
+        try:
+            if reply.replayed:
+                self.metrics.replays.inc()
+            segments = reply_segments(reply, ref=next(self._refs))
+            sent = await self._submit_all(work.serve.reply_to, work.serve.request.msisdn, segments, "sms")
+            if sent and reply.stored:
+                for t in work.serve.tokens:
+                    _respond(t)
+                self.metrics.latency.observe(self._clock() - work.received)
+        finally:
+            self._queue.task_done()
+
+    async def _submit_all(self, source: str, destination: str, segments: Sequence[Segment], service: str) -> bool:
+        for segment in segments:
+            body = SubmitSm(
+                source_addr=source,
+                destination_addr=destination,
+                esm_class=segment.esm_class,
+                data_coding=segment.data_coding,
+                short_message=segment.short_message,
+            )
+            if not await self._submit(body):
+                return False
+            self.metrics.mt.labels(service).inc()
+        return True
+
+    async def _submit(self, body: SubmitSm) -> bool:
+        for attempt in range(SUBMIT_ATTEMPTS_MAX):
+            connection = self._any_connection()
+            if connection is None:
+                await asyncio.sleep(backoff_s(attempt, self._rng, base_s=0.05, cap_s=1.0))
+                continue
+            try:
+                await connection.request(body)
+                return True
+            except SmppThrottled:
+                self.metrics.throttles.inc()
+                await asyncio.sleep(backoff_s(attempt, self._rng, base_s=0.05, cap_s=2.0))
+            except SmppError as exc:
+                self.metrics.errors.labels("submit").inc()
+                logger.warning("submit_sm failed (%s); trying again", exc.code)
+                await asyncio.sleep(backoff_s(attempt, self._rng, base_s=0.05, cap_s=1.0))
+        logger.error("a reply could not be placed after %d attempts; the SMSC will deliver its request again", SUBMIT_ATTEMPTS_MAX)
+        return False
+
+    @property
+    def bound(self) -> int:
+        """Binds up now (the health endpoint's answer)."""
+        return sum(1 for c in self._connections if c.state in _BOUND)
+
+    def _any_connection(self) -> SmppConnection | None:
+        live = [c for c in self._connections if c.state in _BOUND]
+        return self._rng.choice(live) if live else None
+
+
+def _respond(token: Hashable, *, status: int = CommandStatus.ESME_ROK) -> None:
+    assert isinstance(token, _Token)
+    with contextlib.suppress(SmppError, OSError):
+        token.connection.respond(token.pdu, DeliverSmResp() if status == CommandStatus.ESME_ROK else None, status=status)
+
+
+def smsc_message_id(pdu: Pdu, tag: int = SMSC_MESSAGE_ID_TAG) -> str:
+    """The SMSC's id of an MO message, which its redeliveries repeat.
+
+    SMPP 3.4 gives an MO deliver_sm no message id; SMSCs put theirs in a vendor TLV (the embedded SMSC
+    and the default here: 0x1400, a C-Octet String). Without it, a digest of what the message says
+    and who sent it stands in: a redelivery is the same message, so it keys the same.
+    """
+    value = pdu.body.tlvs.get(tag) if isinstance(pdu.body, DeliverSm) else None
+    if value:
+        return value.rstrip(b"\0").decode("latin-1")[:SMSC_ID_LEN_MAX]
+    body = pdu.body
+    assert isinstance(body, DeliverSm)
+    digest = hashlib.sha256(b"\0".join([body.source_addr.encode("latin-1"), body.destination_addr.encode("latin-1"), body.payload]))
+    return "h" + digest.hexdigest()[:32]
