@@ -23,7 +23,7 @@ from simwallet.gateway.ledger.ledger import AccountSpec, Ledger
 from simwallet.gateway.ledger.model import AccountKind, Channel, Transfer, TransferKind
 from simwallet.gateway.smsc import Account, SmscConfig, SmscServer
 from simwallet.gateway.smsc import AccountKind as SmscAccountKind
-from simwallet.gateway.smsc.phone import PhoneClient
+from simwallet.gateway.smsc.phone import PhoneClient, Phones
 from simwallet.gateway.store.engine import open_engine
 from simwallet.gateway.store.schema import transfers
 from simwallet.gateway.wallet import ServiceReply, ServiceRequest, WalletService, pin_verification_key
@@ -200,3 +200,63 @@ def test_metrics_and_health_over_http(world: World, tmp_path: Path) -> None:
                 await server.stop()
 
     asyncio.run(scenario())
+
+
+def test_the_gateway_stays_under_the_smscs_limit_and_loses_nothing(world: World, tmp_path: Path) -> None:
+    # 40 customers' top-ups at once; the gateway's bind may submit 25 messages/s: the replies are throttled
+    # and resent until each is taken, one per request.
+    count = 40
+    first = 8613800139000
+    registry = CardRegistry(world.engine, world.ledger)
+    for n in range(count):
+        msisdn = str(first + n)
+        registry.register(
+            CardRegistration(
+                iccid=f"8986001234567891{n:03d}",
+                imsi=f"460001234568{n:03d}",
+                msisdn=msisdn,
+                customer_ref=f"customer:L{n}",
+                profile="wallet-cmcc-zh",
+                channel=AcceptanceChannel.SERVICE_HALL,
+                clerk="clerk-1",
+                scp03_kvn=0x30,
+                ota_key_version=1,
+                wallet_key_version=1,
+                personalized_at=1_780_000_000_000_000,
+            )
+        )
+        world.ledger.post_one(
+            Transfer(f"fund-{n}", "bank:ICBC/bank_settlement", f"customer:L{n}/customer_wallet", 10_000, TransferKind.DEPOSIT, Channel.BANK)
+        )
+        world.service.set_pin(msisdn, PIN_A)
+
+    async def scenario() -> tuple[int, int, dict[str, int]]:
+        accounts = (
+            Account("gateway", "gwsecret", SmscAccountKind.ESME, prefixes=(SHORT_CODE,), tps=25.0, burst=5),
+            Account("phones", "phsecret", SmscAccountKind.PHONES),
+        )
+        smsc = SmscServer(SmscConfig(accounts), tmp_path / "smsc")
+        await smsc.start()
+        stop = asyncio.Event()
+        gateway = Gateway(GatewayConfig(port=smsc.port, system_id="gateway", password="gwsecret"), world.service)
+        task = asyncio.create_task(gateway.run(stop))
+        phones = Phones("127.0.0.1", smsc.port, "phones", "phsecret", first=str(first), count=count)
+        await phones.start()
+        try:
+            sent = await phones.send_from_all(SHORT_CODE, f"TOPUP 10 {PIN_A}")
+            assert sent.accepted == count
+            replies = {m: (await phones.next_message(m, WAIT_S)).text or "" for m in phones.msisdns}
+            with pytest.raises(TimeoutError):
+                await phones.next_message(phones.msisdns[0], 0.5)
+            stats = smsc.stats().accounts["gateway"]
+            return stats.accepted, stats.throttled, {m: int("90.00" in text) for m, text in replies.items()}
+        finally:
+            await phones.stop()
+            stop.set()
+            await asyncio.wait_for(task, WAIT_S)
+            await smsc.stop()
+
+    accepted, throttled, ok = asyncio.run(scenario())
+    assert accepted == count and throttled > 0
+    assert sum(ok.values()) == count
+    assert world.service_transfers() == count

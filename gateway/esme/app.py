@@ -48,9 +48,11 @@ from simwallet.gateway.smpp import (
     CommandStatus,
     DeliverSm,
     DeliverSmResp,
+    OptionalParams,
     Pdu,
     SmppError,
     SubmitSm,
+    Tlv,
 )
 from simwallet.gateway.smpp.aio import SmppConnection, SmppThrottled, bind_with_retry
 from simwallet.gateway.smpp.session import SessionState
@@ -73,6 +75,9 @@ SUBMIT_ATTEMPTS_MAX: Final = 8
 # The vendor TLV carrying the SMSC's message id in deliver_sm (see smsc_message_id), and its longest value kept.
 SMSC_MESSAGE_ID_TAG: Final = 0x1400
 SMSC_ID_LEN_MAX: Final = 64
+# The vendor TLV carrying our reference of each reply part in submit_sm, which an SMSC that suppresses
+# duplicates keys on (the embedded one does): a reply sent again after a redelivery is not delivered twice.
+CLIENT_REFERENCE_TAG: Final = 0x1401
 # esm_class message type of a delivery receipt (SMPP 3.4 §5.2.12).
 ESM_TYPE_MASK: Final = 0x3C
 ESM_TYPE_RECEIPT: Final = 0x04
@@ -249,8 +254,8 @@ class Gateway:
         try:
             if reply.replayed:
                 self.metrics.replays.inc()
-            segments = reply_segments(reply, ref=next(self._refs))
-            sent = await self._submit_all(work.serve.reply_to, work.serve.request.msisdn, segments, "sms")
+            segments = reply_segments(reply, ref=_concatenation_ref(work.serve.request.key))
+            sent = await self._submit_all(work.serve.reply_to, work.serve.request.msisdn, segments, "sms", reference=work.serve.request.key)
             if sent and reply.stored:
                 for t in work.serve.tokens:
                     _respond(t)
@@ -258,14 +263,19 @@ class Gateway:
         finally:
             self._queue.task_done()
 
-    async def _submit_all(self, source: str, destination: str, segments: Sequence[Segment], service: str) -> bool:
-        for segment in segments:
+    async def _submit_all(
+        self, source: str, destination: str, segments: Sequence[Segment], service: str, *, reference: str | None = None
+    ) -> bool:
+        """Send the parts of one reply; ``reference`` (the request key) makes each part's client reference."""
+        for index, segment in enumerate(segments):
+            tlvs = OptionalParams() if reference is None else OptionalParams.of(unknown=[client_reference(reference, index)])
             body = SubmitSm(
                 source_addr=source,
                 destination_addr=destination,
                 esm_class=segment.esm_class,
                 data_coding=segment.data_coding,
                 short_message=segment.short_message,
+                tlvs=tlvs,
             )
             if not await self._submit(body):
                 return False
@@ -305,6 +315,17 @@ def _respond(token: Hashable, *, status: int = CommandStatus.ESME_ROK) -> None:
     assert isinstance(token, _Token)
     with contextlib.suppress(SmppError, OSError):
         token.connection.respond(token.pdu, DeliverSmResp() if status == CommandStatus.ESME_ROK else None, status=status)
+
+
+def client_reference(request_key: str, part: int) -> Tlv:
+    """The client reference TLV of a reply's ``part``: the same request answered again carries the same references."""
+    digest = hashlib.sha256(f"{request_key}#{part}".encode()).hexdigest()[:32]
+    return Tlv(CLIENT_REFERENCE_TAG, digest.encode("ascii") + b"\0")
+
+
+def _concatenation_ref(request_key: str) -> int:
+    # The same reply sent again uses the same 8-bit reference, so a phone joins no mix of two sends.
+    return hashlib.sha256(request_key.encode()).digest()[0]
 
 
 def smsc_message_id(pdu: Pdu, tag: int = SMSC_MESSAGE_ID_TAG) -> str:
