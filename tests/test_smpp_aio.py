@@ -257,7 +257,7 @@ def test_unhandled_and_failing_requests_are_answered() -> None:
     run(main())
 
 
-async def raw_smsc(port_ready: asyncio.Future[int], seen: list[int], *, answer_enquire_link: bool) -> None:
+async def raw_smsc(port_ready: asyncio.Future[int], seen: list[int], done: asyncio.Event, *, answer_enquire_link: bool) -> None:
     """A hand-written SMSC: answers the bind (and enquire_link if asked), records every command_id."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -271,6 +271,8 @@ async def raw_smsc(port_ready: asyncio.Future[int], seen: list[int], *, answer_e
                 elif pdu.command_id == CommandId.ENQUIRE_LINK and answer_enquire_link:
                     writer.write(Pdu(EnquireLinkResp(), pdu.sequence_number).to_bytes())
         writer.close()
+        await writer.wait_closed()
+        done.set()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port_ready.set_result(server.sockets[0].getsockname()[1])
@@ -282,7 +284,8 @@ def test_enquire_link_when_idle_and_silent_peer_dropped() -> None:
     async def main() -> None:
         seen: list[int] = []
         ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        smsc = asyncio.create_task(raw_smsc(ready, seen, answer_enquire_link=False))
+        handler_done = asyncio.Event()
+        smsc = asyncio.create_task(raw_smsc(ready, seen, handler_done, answer_enquire_link=False))
         port = await ready
         config = SessionConfig(enquire_link_interval_s=0.1, peer_silence_timeout_s=0.5, response_timeout_s=5.0)
         client = await SmppConnection.connect("127.0.0.1", port, config=config)
@@ -293,6 +296,8 @@ def test_enquire_link_when_idle_and_silent_peer_dropped() -> None:
         assert "silent" in client.close_reason
         with pytest.raises(SmppConnectionLost):
             await waiting
+        await client.close()
+        await handler_done.wait()
         smsc.cancel()
 
     run(main())
@@ -407,8 +412,6 @@ def test_garbage_from_the_peer_never_crashes_the_pump(garbage: bytes, chunk: int
         assert errors == []
 
     run(main())
-
-
 
 
 def test_role_of_the_accepting_side_is_the_smsc() -> None:

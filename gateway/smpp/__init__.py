@@ -7,7 +7,7 @@
 * :mod:`.window` — sequence numbers, the window of outstanding requests, :func:`backoff_s`.
 * :mod:`.session` — :class:`SmppSession`, the sans-I/O state machine of either side.
 
-No module here opens a socket or reads a clock; the drivers (asyncio) do.
+Only :mod:`.aio`, the asyncio driver both sides use, opens sockets and reads the clock; the layers above it are pure.
 """
 
 from simwallet.gateway.smpp.errors import (

@@ -49,26 +49,10 @@ import socket
 from collections.abc import Callable
 
 from simwallet.gateway.errors import RemotePeerError
+from simwallet.gateway.smpp import session as ev
 from simwallet.gateway.smpp.errors import CommandStatus, SmppError, SmppUsageError, WindowFull, command_status, status_name
 from simwallet.gateway.smpp.pdu import EnquireLink, Pdu, PduBody, Unbind
-from simwallet.gateway.smpp.session import (
-    BIND_RESULT,
-    WINDOWED,
-    ConnectionClosed,
-    Event,
-    ProtocolViolation,
-    RequestFailed,
-    RequestReceived,
-    ResponseReceived,
-    ResponseTimedOut,
-    Role,
-    SessionConfig,
-    SessionState,
-    SmppSession,
-    Throttled,
-    Unbound,
-    UnexpectedResponse,
-)
+from simwallet.gateway.smpp.session import BIND_RESULT, WINDOWED, Role, SessionConfig, SessionState, SmppSession
 from simwallet.gateway.smpp.window import RandomSource, backoff_s
 
 log = logging.getLogger(__name__)
@@ -77,6 +61,8 @@ log = logging.getLogger(__name__)
 READ_OCTETS_MAX = 256 * 1024
 # Unsent octets beyond which the pump waits for the peer to read before reading more from it.
 WRITE_BUFFER_OCTETS_HIGH = 1024 * 1024
+# The least the pump sleeps when a deadline has just passed (the session's timers have a granularity of their own).
+DEADLINE_SLACK_S = 0.001
 # Connecting to a peer on the same site takes milliseconds; ten seconds means it is not there.
 CONNECT_TIMEOUT_S = 10.0
 # An unbind_resp comes at once or the peer is gone.
@@ -156,6 +142,10 @@ class SmppConnection:
         self._on_request = on_request
         self._pending: dict[int, asyncio.Future[Pdu]] = {}
         self._windowed = 0
+        # When each request of ours (enquire_link and unbind included) is due its response, and when the peer last spoke:
+        # the pump's own view of its deadlines, for when the session's next_deadline() lies in the past (see _read_deadline).
+        self._due: dict[int, float] = {}
+        self._last_received = self._loop.time()
         self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._closed = asyncio.Event()
         self._close_reason = ""
@@ -251,7 +241,8 @@ class SmppConnection:
             if self._closed.is_set() or self._session.state is SessionState.CLOSED:
                 raise SmppConnectionLost(f"connection to {self.peer} is closed: {self._close_reason or 'closed'}")
             try:
-                data = self._session.send(body, self._loop.time())
+                now = self._loop.time()
+                data = self._session.send(body, now)
                 break
             except WindowFull:
                 waiter: asyncio.Future[None] = self._loop.create_future()
@@ -265,6 +256,7 @@ class SmppConnection:
                     raise
         pdu = self._session.last_sent
         assert pdu is not None  # send() just set it
+        self._due[pdu.sequence_number] = now + self.config.response_timeout_s
         future: asyncio.Future[Pdu] = self._loop.create_future()
         self._pending[pdu.sequence_number] = future
         if pdu.command_id in WINDOWED:
@@ -291,7 +283,7 @@ class SmppConnection:
     async def unbind(self, timeout_s: float = UNBIND_TIMEOUT_S) -> None:
         """Unbind (when bound) and close; waits at most ``timeout_s`` for the unbind_resp."""
         if self._session.state in (SessionState.BOUND_TX, SessionState.BOUND_RX, SessionState.BOUND_TRX):
-            self._write(self._session.send(Unbind(), self._loop.time()))
+            self._send_control(Unbind(), self._loop.time())
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout_s):
                     await self._closed.wait()
@@ -313,7 +305,7 @@ class SmppConnection:
         session, loop = self._session, self._loop
         try:
             while not self._closed.is_set():
-                deadline = session.next_deadline()
+                deadline = self._read_deadline()
                 data: bytes | None = None
                 try:
                     async with asyncio.timeout_at(deadline) as self._read_timeout:
@@ -325,6 +317,7 @@ class SmppConnection:
                 if data == b"":
                     session.connection_lost()
                 elif data:
+                    self._last_received = now
                     session.receive_data(data, now)
                 self._dispatch(session.events())
                 self._tick(now)
@@ -345,36 +338,36 @@ class SmppConnection:
         self._dispatch(session.expired(now))
         if session.enquire_link_due(now):
             with contextlib.suppress(SmppError):
-                self._write(session.send(EnquireLink(), now))
+                self._send_control(EnquireLink(), now)
         if session.peer_silent(now):
             self._close_reason = f"peer silent for {session.config.peer_silence_timeout_s} s"
             session.connection_lost()
             self._dispatch(session.events())
 
-    def _dispatch(self, events: list[Event]) -> None:
+    def _dispatch(self, events: list[ev.Event]) -> None:
         for event in events:
-            if isinstance(event, RequestReceived):
+            if isinstance(event, ev.RequestReceived):
                 self._deliver(event.pdu)
-            elif isinstance(event, ResponseReceived):
+            elif isinstance(event, ev.ResponseReceived):
                 self._settle(event.request, result=event.response)
-            elif isinstance(event, Throttled):
+            elif isinstance(event, ev.Throttled):
                 error = SmppThrottled(event.status, f"{status_name(event.status)}: try again later", request=event.request)
                 self._settle(event.request, error=error)
-            elif isinstance(event, RequestFailed):
+            elif isinstance(event, ev.RequestFailed):
                 name = event.request.command_id.name.lower()
                 refused = SmppRequestError(
                     event.status, f"{name} refused: {status_name(event.status)}", request=event.request, response=event.response
                 )
                 self._settle(event.request, error=refused)
-            elif isinstance(event, ResponseTimedOut):
+            elif isinstance(event, ev.ResponseTimedOut):
                 name = event.request.command_id.name.lower()
                 timeout = SmppTimeout(f"no response to {name} within {self.config.response_timeout_s} s", request=event.request)
                 self._settle(event.request, error=timeout)
-            elif isinstance(event, Unbound):
+            elif isinstance(event, ev.Unbound):
                 self._close_reason = "unbound by the peer" if event.by_peer else "unbound"
-            elif isinstance(event, ConnectionClosed):
+            elif isinstance(event, ev.ConnectionClosed):
                 self._close_reason = self._close_reason or event.reason
-            elif isinstance(event, ProtocolViolation | UnexpectedResponse):
+            elif isinstance(event, ev.ProtocolViolation | ev.UnexpectedResponse):
                 log.warning("smpp %s: %s", self.peer, event)
         self._wake_waiters()
 
@@ -392,6 +385,7 @@ class SmppConnection:
                 self.respond(pdu, status=CommandStatus.ESME_RSYSERR)
 
     def _settle(self, request: Pdu, *, result: Pdu | None = None, error: SmppError | None = None) -> None:
+        self._due.pop(request.sequence_number, None)
         future = self._pending.pop(request.sequence_number, None)
         if future is None:
             return  # our enquire_link, or a request whose caller gave up
@@ -405,6 +399,27 @@ class SmppConnection:
             future.exception()
         else:
             future.set_result(result)  # type: ignore[arg-type]
+
+    def _send_control(self, body: PduBody, now: float) -> None:
+        self._write(self._session.send(body, now))
+        sent = self._session.last_sent
+        if sent is not None:
+            self._due[sent.sequence_number] = now + self.config.response_timeout_s
+
+    def _read_deadline(self) -> float | None:
+        """When the pump must look at the timers again.
+
+        The session's :meth:`~.session.SmppSession.next_deadline` keeps the
+        enquire_link time of a quiet peer even while our enquire_link awaits its
+        response; waiting for it would spin. Then the pump's own books say when
+        something can next happen: a response falling due, or the peer's silence.
+        """
+        deadline = self._session.next_deadline()
+        now = self._loop.time()
+        if deadline is None or deadline > now:
+            return deadline
+        silence = self._last_received + self.config.peer_silence_timeout_s
+        return max(min([silence, *self._due.values()]), now + DEADLINE_SLACK_S)
 
     def _wake_pump(self) -> None:
         """Bring the pump's read deadline forward when a request just sent is due before it."""
@@ -441,6 +456,7 @@ class SmppConnection:
                 # Nobody may be awaiting it any more; the exception must not be reported as never retrieved.
                 future.exception()
         self._pending.clear()
+        self._due.clear()
         self._windowed = 0
         while self._slot_waiters:
             waiter = self._slot_waiters.popleft()
@@ -494,18 +510,3 @@ async def bind_with_retry(
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await stop.wait()
-
-
-__all__ = [
-    "CONNECT_TIMEOUT_S",
-    "READ_OCTETS_MAX",
-    "UNBIND_TIMEOUT_S",
-    "WRITE_BUFFER_OCTETS_HIGH",
-    "SmppConnection",
-    "SmppConnectionLost",
-    "SmppLinkError",
-    "SmppRequestError",
-    "SmppThrottled",
-    "SmppTimeout",
-    "bind_with_retry",
-]

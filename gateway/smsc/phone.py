@@ -12,8 +12,8 @@ submit_sm per segment (:func:`~simwallet.gateway.sms.segments.encode_reply`:
 GSM 7-bit when the text fits the alphabet, else UCS2, concatenated with an
 8-bit reference header). Receiving answers every deliver_sm at once with
 ESME_ROK and files it in the inbox of the MSISDN it is for; concatenated text
-is joined first (:class:`~simwallet.gateway.sms.segments.Reassembler`, one per
-MSISDN), so :meth:`PhoneClient.next_message` hands out whole messages.
+is joined first (:mod:`.inbox`), so :meth:`PhoneClient.next_message` hands out
+whole messages.
 :class:`Phones` is the same client over a numbered range of MSISDNs, with a
 helper that sends from all of them for load generation.
 
@@ -32,13 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Self
 
-from simwallet.gateway.errors import GatewayError
 from simwallet.gateway.smpp import (
     BindTransceiver,
     CommandId,
@@ -107,10 +106,9 @@ class PhoneClient:
         if self._connection is not None:
             await self._connection.unbind()
         if self._supervisor is not None:
-            with contextlib.suppress(GatewayError):
-                await self._supervisor
+            await self._supervisor
 
-    async def __aenter__(self) -> PhoneClient:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -139,9 +137,10 @@ class PhoneClient:
             except SmppConnectionLost:
                 return
             except SmppLinkError as exc:
+                # A refused bind: no retry helps; whoever waits to send hears of it.
                 self._failure = exc
                 self._bound.set()
-                raise
+                return
             self._connection = connection
             self.binds += 1
             self._bound.set()
@@ -152,15 +151,16 @@ class PhoneClient:
     async def _connected(self, timeout_s: float = BIND_WAIT_S) -> SmppConnection:
         try:
             async with asyncio.timeout(timeout_s):
-                while True:
+                while self._failure is None and (self._connection is None or self._connection.closed.is_set()):
                     await self._bound.wait()
-                    if self._failure is not None:
-                        raise self._failure
-                    if self._connection is not None and not self._connection.closed.is_set():
-                        return self._connection
+                    # Bound and closed at once: the supervisor has yet to notice; let it run.
                     await asyncio.sleep(0)
         except TimeoutError as exc:
             raise SmppConnectionLost(f"not bound to {self.host}:{self.port} within {timeout_s} s") from exc
+        if self._failure is not None:
+            raise self._failure
+        assert self._connection is not None
+        return self._connection
 
     # Sending.
 

@@ -30,6 +30,7 @@ from simwallet.provisioning.cli.ledger import ledger
 from simwallet.provisioning.cli.phone import phone
 from simwallet.provisioning.cli.promo import promo
 from simwallet.provisioning.cli.simulate import simulate
+from simwallet.provisioning.cli.smsc import smsc
 
 # Keys a --config file may hold, with their TOML types.
 CONFIG_KEYS: dict[str, type] = {"db": str, "json": bool}
@@ -133,3 +134,4 @@ cli.add_command(keys)
 cli.add_command(phone)
 cli.add_command(card)
 cli.add_command(gateway)
+cli.add_command(smsc)
