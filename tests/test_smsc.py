@@ -524,3 +524,32 @@ def test_cli_refuses_bad_accounts_before_listening(tmp_path: Path) -> None:
     config = build_config(path, ("phones:pw:phones:5",), redeliver_after_s=2.0, queue_max=None, max_age_s=None)
     assert [a.system_id for a in config.accounts] == ["gw", "phones"]
     assert (config.queue_max, config.redeliver_after_s) == (9, 2.0)
+
+
+def test_a_submit_sm_with_a_client_reference_seen_before_is_not_delivered_twice(tmp_path: Path) -> None:
+    from simwallet.gateway.smpp import Tlv
+    from simwallet.gateway.smsc.router import CLIENT_REFERENCE_TAG
+
+    def reply(reference: bytes) -> dict[str, Any]:
+        tlvs = OptionalParams.of(unknown=[Tlv(CLIENT_REFERENCE_TAG, reference + b"\0")])
+        return {"source_addr": GW, "destination_addr": "8613800000001", "short_message": b"balance 10.00", "tlvs": tlvs}
+
+    async def main() -> None:
+        async with smsc(tmp_path) as server, Peer(server.port) as gw:
+            first = await gw.submit(**reply(b"ref-1"))
+            async with Peer(server.port, "phones", address_range="86138000000[0-9][0-9]") as phone:
+                await phone.next()
+                await phone.nothing_more()
+            assert server.stats().accounts["gw"].duplicates == 0
+        # A restart later, the same reply again: the first id, nothing delivered; another reference is a new message.
+        async with smsc(tmp_path) as server, Peer(server.port) as gw:
+            assert await gw.submit(**reply(b"ref-1")) == first
+            second = await gw.submit(**reply(b"ref-2"))
+            assert second != first
+            async with Peer(server.port, "phones", address_range="86138000000[0-9][0-9]") as phone:
+                delivered = await phone.next()
+                assert smsc_message_id(delivered.tlvs) == second
+                await phone.nothing_more()
+            assert server.stats().accounts["gw"].duplicates == 1
+
+    asyncio.run(main())

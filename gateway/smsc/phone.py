@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import random
 import re
 from collections.abc import Callable
@@ -50,6 +51,7 @@ from simwallet.gateway.smpp import (
     SessionConfig,
     SubmitSm,
     SubmitSmResp,
+    Tlv,
     UssdServiceOp,
 )
 from simwallet.gateway.smpp.aio import SmppConnection, SmppConnectionLost, SmppLinkError, SmppRequestError, bind_with_retry
@@ -57,6 +59,7 @@ from simwallet.gateway.sms.errors import SmsError
 from simwallet.gateway.sms.segments import MO_PARTS_MAX, REFERENCE_MAX, encode_reply
 from simwallet.gateway.smsc.errors import PhoneError
 from simwallet.gateway.smsc.inbox import INBOX_MESSAGES_MAX, INBOXES_MAX, Inboxes, ReceivedMessage
+from simwallet.gateway.smsc.router import CLIENT_REFERENCE_CHARS_MAX, CLIENT_REFERENCE_TAG
 
 # How long sending waits for the bind to come (back) up.
 BIND_WAIT_S = 10.0
@@ -174,15 +177,28 @@ class PhoneClient:
         return response.body.message_id
 
     async def send_text(
-        self, msisdn: str, to: str, text: str, *, registered_delivery: int = 0, parts_max: int = MO_PARTS_MAX
+        self,
+        msisdn: str,
+        to: str,
+        text: str,
+        *,
+        registered_delivery: int = 0,
+        parts_max: int = MO_PARTS_MAX,
+        reference: str | None = None,
     ) -> tuple[str, ...]:
-        """Send ``text`` from ``msisdn`` to ``to``, segmented; the message id of each part."""
+        """Send ``text`` from ``msisdn`` to ``to``, segmented; the message id of each part.
+
+        With a ``reference`` (unique per message), each part carries a client reference derived from it, so
+        sending the same message again after a lost answer is a duplicate the SMSC does not deliver twice.
+        """
+        ref = self._rng.randrange(REFERENCE_MAX + 1) if reference is None else hashlib.sha256(reference.encode()).digest()[0]
         try:
-            segments = encode_reply(text, ref=self._rng.randrange(REFERENCE_MAX + 1), parts_max=parts_max)
+            segments = encode_reply(text, ref=ref, parts_max=parts_max)
         except SmsError as exc:
             raise PhoneError(str(exc), field="text") from exc
         ids = []
-        for segment in segments:
+        for index, segment in enumerate(segments):
+            tlvs = OptionalParams() if reference is None else OptionalParams.of(unknown=[_client_reference(reference, index)])
             body = SubmitSm(
                 source_addr_ton=1,
                 source_addr_npi=1,
@@ -192,6 +208,7 @@ class PhoneClient:
                 registered_delivery=registered_delivery,
                 data_coding=segment.data_coding,
                 short_message=segment.short_message,
+                tlvs=tlvs,
             )
             ids.append(await self.submit(body))
         return tuple(ids)
@@ -311,6 +328,10 @@ class Phones(PhoneClient):
 
         await asyncio.gather(*(one(msisdn) for msisdn in self.msisdns))
         return LoadResult(counts["accepted"], counts["throttled"], counts["failed"])
+
+
+def _client_reference(reference: str, part: int) -> Tlv:
+    return Tlv(CLIENT_REFERENCE_TAG, f"{reference}#{part}".encode("latin-1")[:CLIENT_REFERENCE_CHARS_MAX] + b"\0")
 
 
 _THROTTLING = frozenset({CommandStatus.ESME_RTHROTTLED, CommandStatus.ESME_RMSGQFUL})

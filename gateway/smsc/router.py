@@ -25,6 +25,11 @@ Decisions:
   GSM feature bits 7–6 (UDHI, reply path) pass, since bits 5–0 mean other things
   in deliver_sm (§5.2.12). schedule_delivery_time, validity_period and
   registered_delivery are the SMSC's business and are sent empty.
+* An ESME may give each submit_sm its own reference in the vendor TLV
+  :data:`CLIENT_REFERENCE_TAG` (0x1401); a second submit_sm from the same
+  account with a reference it gave before is a duplicate (a reply sent again
+  after a redelivery or a restart): it is answered with the first message's id
+  and stored no second time. References are kept ``max_age_s``.
 * Relative validity periods (§7.1.2) count a month as 30 days and a year as 365.
 * Receipt dates are UTC; the receipt text is Appendix B's, with ``text:`` holding
   the first 20 octets of a text message (data_coding 0, 1 or 3; printable ASCII
@@ -46,6 +51,10 @@ from simwallet.gateway.smsc.errors import SmscConfigError
 
 # §5.3.2 Table 5-3: 0x1400–0x3FFF are reserved for SMSC vendor specific optional parameters; ours carries the message id.
 SMSC_MESSAGE_ID_TAG = 0x1400
+# An ESME's reference of a submit_sm (vendor TLV): the same reference from the same account again is a duplicate,
+# answered with the first message id and not delivered twice (as operators' SMSCs offer); remembered max_age_s.
+CLIENT_REFERENCE_TAG = 0x1401
+CLIENT_REFERENCE_CHARS_MAX = 64
 # §5.2.12: esm_class bits 7–6 (UDHI 0x40, reply path 0x80) mean the same in submit_sm and deliver_sm.
 ESM_CLASS_GSM_FEATURES = 0xC0
 # §5.2.12: esm_class bits 5–2 = 0001 in deliver_sm: SMSC delivery receipt.
@@ -124,6 +133,14 @@ class TokenBucket:
             self._tokens -= 1.0
             return True
         return False
+
+
+def client_reference(submit: SubmitSm) -> str | None:
+    """The ESME's own reference of a submit_sm (vendor TLV :data:`CLIENT_REFERENCE_TAG`), by which duplicates are suppressed."""
+    value = submit.tlvs.get(CLIENT_REFERENCE_TAG)
+    if not value:
+        return None
+    return value.rstrip(b"\0").decode("latin-1")[:CLIENT_REFERENCE_CHARS_MAX]
 
 
 def smsc_message_id(tlvs: OptionalParams) -> str | None:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import hmac
 import logging
 import random
@@ -74,6 +75,7 @@ from simwallet.gateway.smsc.router import (
     TargetKind,
     TokenBucket,
     carries,
+    client_reference,
     compile_address_range,
     deliver_for,
     parse_smpp_time,
@@ -115,6 +117,7 @@ class AccountStats:
     peer_throttled: int = 0  # deliver_sm its binds answered ESME_RTHROTTLED/ESME_RMSGQFUL
     expired: int = 0  # its messages dropped unsent at expiry
     receipts: int = 0  # receipts queued for it
+    duplicates: int = 0  # submit_sm with a client reference seen before: answered with the first message id, not stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +309,16 @@ class SmscServer:
             connection.respond(pdu, status=status)
             return
         assert self._store is not None  # requests arrive only after start()
+        reference = client_reference(body)
+        try:
+            earlier = None if reference is None else self._store.by_client_reference(bind.account.system_id, reference)
+        except SmscStoreError:
+            earlier = None
+        if earlier is not None:
+            # The same message again (its sender did not see our answer, or sent it again after a restart).
+            counters["duplicates"] += 1
+            connection.respond(pdu, SubmitSmResp(message_id=earlier))
+            return
         try:
             stored = self._store.add(
                 target,
@@ -314,6 +327,7 @@ class SmscServer:
                 registered_delivery=body.registered_delivery,
                 submitted_at=self._wall(),
                 expires_at=expires_at,
+                client_reference=reference,
             )
         except SmscStoreError:
             log.exception("smsc: cannot store a message from %s", bind.account.system_id)
@@ -469,6 +483,9 @@ class SmscServer:
         while True:
             await asyncio.sleep(EXPIRY_SWEEP_S)
             now = self._wall()
+            if self._store is not None:
+                with contextlib.suppress(SmscStoreError):
+                    self._store.forget_client_references(now - self.config.max_age_s)
             queues = [queue for _, queue in self._parked.values()] + [bind.backlog for bind in self._binds.values()]
             for queue in queues:
                 expired = [message for message in queue if message.stored.expires_at <= now]

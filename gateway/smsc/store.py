@@ -46,6 +46,13 @@ CREATE TABLE IF NOT EXISTS messages (
     submitted_at REAL NOT NULL,
     expires_at REAL NOT NULL,
     pdu BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS client_references (
+    origin TEXT NOT NULL,
+    reference TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    submitted_at REAL NOT NULL,
+    PRIMARY KEY (origin, reference)
 )
 """
 
@@ -86,7 +93,7 @@ class MessageStore:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, SCHEMA_VERSION):
                 raise SmscStoreError(f"{self.path}: schema version {version}, this SMSC knows {SCHEMA_VERSION}", field="store")
-            self._db.execute(_SCHEMA)
+            self._db.executescript(_SCHEMA)
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except (OSError, sqlite3.Error) as exc:
             raise SmscStoreError(f"cannot open {self.path}: {exc}", field="store") from exc
@@ -100,8 +107,9 @@ class MessageStore:
         registered_delivery: int,
         submitted_at: float,
         expires_at: float,
+        client_reference: str | None = None,
     ) -> StoredMessage:
-        """Allocate a message id, build its deliver_sm with ``build(message_id)``, and commit it."""
+        """Allocate a message id, build its deliver_sm with ``build(message_id)``, and commit it (with its client reference)."""
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -115,6 +123,11 @@ class MessageStore:
                 message_id = format_message_id(number)
                 deliver = build(message_id)
                 self._db.execute("UPDATE messages SET pdu = ? WHERE rowid = ?", (Pdu(deliver, 0).to_bytes(), number))
+                if client_reference is not None:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO client_references (origin, reference, message_id, submitted_at) VALUES (?, ?, ?, ?)",
+                        (origin, client_reference, message_id, submitted_at),
+                    )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -122,6 +135,23 @@ class MessageStore:
         except sqlite3.Error as exc:
             raise SmscStoreError(f"cannot store a message in {self.path}: {exc}", field="store") from exc
         return StoredMessage(message_id, target, origin, deliver, registered_delivery, submitted_at, expires_at)
+
+    def by_client_reference(self, origin: str, reference: str) -> str | None:
+        """The message id an account's earlier submit_sm with this client reference got, if it is remembered."""
+        try:
+            row = self._db.execute(
+                "SELECT message_id FROM client_references WHERE origin = ? AND reference = ?", (origin, reference)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise SmscStoreError(f"cannot read {self.path}: {exc}", field="store") from exc
+        return None if row is None else str(row[0])
+
+    def forget_client_references(self, before: float) -> int:
+        """Drop client references older than ``before`` (wall-clock seconds): duplicates are suppressed that long."""
+        try:
+            return self._db.execute("DELETE FROM client_references WHERE submitted_at < ?", (before,)).rowcount
+        except sqlite3.Error as exc:
+            raise SmscStoreError(f"cannot prune {self.path}: {exc}", field="store") from exc
 
     def remove(self, message_id: str) -> None:
         """Forget a message handed over (or given up)."""
