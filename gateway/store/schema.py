@@ -244,3 +244,19 @@ wallet_replies = Table(
     Column("ts_us", BigInteger, nullable=False),
     Index(None, "ts_us"),
 )
+
+# The STK channel's TS 102 225 §5.1 counters (gateway/esme/stk_store.py): one row per card that ever sent a
+# secured request, so the table grows with the cards table and no faster. Never a key: only counters.
+stk_counters = Table(
+    "stk_counters", metadata,
+    Column("iccid", String(20), ForeignKey("cards.iccid"), primary_key=True),
+    # TS 102 225 §5.1.1 CNTR (5 octets): the last counter accepted from the card ("must be higher").
+    Column("card_counter", BigInteger, nullable=False),
+    # The SMSC's message id that packet came with: the same counter with the same id is a redelivery.
+    Column("smsc_id", String(64), nullable=False),
+    # The last CNTR the gateway sent the card in a response; each response takes the next one.
+    Column("gateway_counter", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    CheckConstraint("card_counter BETWEEN 0 AND 1099511627775 AND gateway_counter BETWEEN 0 AND 1099511627775",
+                    name="counters_in_range"),
+)
