@@ -32,17 +32,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import itertools
 import logging
 import random
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
+from simwallet.gateway.errors import GatewayError
 from simwallet.gateway.esme.metrics import GatewayMetrics
 from simwallet.gateway.esme.sms_channel import Answer, Hold, Inbound, Serve, SmsChannel, reply_segments, text_segments
+from simwallet.gateway.esme.stk_channel import StkChannel, StkInbound, StkReject, StkServe
 from simwallet.gateway.smpp import (
     BindTransceiver,
     CommandStatus,
@@ -78,6 +81,9 @@ SMSC_ID_LEN_MAX: Final = 64
 # The vendor TLV carrying our reference of each reply part in submit_sm, which an SMSC that suppresses
 # duplicates keys on (the embedded one does): a reply sent again after a redelivery is not delivered twice.
 CLIENT_REFERENCE_TAG: Final = 0x1401
+# esm_class: the user data header indicator (SMPP 3.4 §5.2.12), and TS 23.040's IEI of a command packet (TS 31.115 §4.2).
+ESM_CLASS_UDHI: Final = 0x40
+IEI_CPI: Final = 0x70
 # esm_class message type of a delivery receipt (SMPP 3.4 §5.2.12).
 ESM_TYPE_MASK: Final = 0x3C
 ESM_TYPE_RECEIPT: Final = 0x04
@@ -112,18 +118,29 @@ class _Token:
 
 @dataclass
 class _Work:
-    serve: Serve
+    """A request for the service, the deliver_sm(s) it came in, and how its reply goes out (True: the SMSC took it)."""
+
+    request: ServiceRequest
+    tokens: tuple[Hashable, ...]
     received: float
+    send: Callable[[ServiceReply], Awaitable[bool]]
 
 
 class Gateway:
     """The ESME: ``await run(stop)`` serves until ``stop`` is set, then drains and unbinds."""
 
     def __init__(
-        self, config: GatewayConfig, service: Service, *, metrics: GatewayMetrics | None = None, clock: Callable[[], float] = time.monotonic
+        self,
+        config: GatewayConfig,
+        service: Service,
+        *,
+        stk: StkChannel | None = None,
+        metrics: GatewayMetrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.service = service
+        self.stk = stk
         self.metrics = metrics or GatewayMetrics()
         self._clock = clock
         self._sms = SmsChannel()
@@ -131,8 +148,6 @@ class Gateway:
         self._connections: list[SmppConnection] = []
         self._refs = itertools.cycle(range(1, 256))
         self._rng = random.Random()  # noqa: S311 (back-off jitter and bind choice, not secrecy)
-        self._tokens: dict[int, _Token] = {}
-        self._next_token = itertools.count(1)
 
     # -- running --------------------------------------------------------------------------------------
 
@@ -183,8 +198,12 @@ class Gateway:
             self.metrics.receipts.inc()
             connection.respond(pdu, DeliverSmResp())
             return
-        self.metrics.mo.labels("sms").inc()
         token = _Token(connection, pdu, now)
+        if self.stk is not None and is_secured_packet(body):
+            self.metrics.mo.labels("stk").inc()
+            asyncio.get_running_loop().create_task(self._stk_request(token, body))
+            return
+        self.metrics.mo.labels("sms").inc()
         tlvs = body.tlvs
         inbound = Inbound(
             token,
@@ -204,12 +223,65 @@ class Gateway:
         if isinstance(step, Answer):
             asyncio.get_running_loop().create_task(self._answer_directly(step))
             return
+        self._enqueue(_Work(step.request, step.tokens, now, functools.partial(self._send_sms, step)))
+
+    def _enqueue(self, work: _Work) -> None:
         try:
-            self._queue.put_nowait(_Work(step, now))
+            self._queue.put_nowait(work)
         except asyncio.QueueFull:
             self.metrics.errors.labels("queue_full").inc()
-            for t in step.tokens:
+            for t in work.tokens:
                 _respond(t, status=CommandStatus.ESME_RMSGQFUL)
+
+    async def _stk_request(self, token: _Token, body: DeliverSm) -> None:
+        """A secured request of the wallet applet: checked (in a worker thread: it locks the card's counter row), then served."""
+        assert self.stk is not None
+        inbound = StkInbound(
+            token, smsc_message_id(token.pdu), body.source_addr, body.destination_addr, body.data_coding, body.esm_class,
+            body.protocol_id, body.payload,
+        )  # fmt: skip
+        try:
+            step = await asyncio.to_thread(self.stk.receive, inbound)
+        except GatewayError:
+            # The database failed: leave it unanswered, the SMSC delivers it again.
+            logger.exception("stk: cannot check a request")
+            self.metrics.errors.labels("stk_store").inc()
+            return
+        if isinstance(step, StkReject):
+            self.metrics.errors.labels(f"stk_{step.reason.value}").inc()
+            _respond(token)  # dropped: answered to the SMSC, nothing sent to the phone
+            return
+        if step.answer is not None:
+            if await self._send_stk(step, step.answer):
+                _respond(token)
+            return
+        assert step.request is not None
+        self._enqueue(_Work(step.request, (token,), token.received, functools.partial(self._send_stk, step)))
+
+    async def _send_stk(self, serve: StkServe, reply: ServiceReply) -> bool:
+        assert self.stk is not None
+        try:
+            out = await asyncio.to_thread(self.stk.respond, serve, reply)
+        except GatewayError:
+            logger.exception("stk: cannot secure an answer")
+            self.metrics.errors.labels("stk_store").inc()
+            return False
+        body = SubmitSm(
+            source_addr=out.source,
+            destination_addr=out.destination,
+            protocol_id=out.protocol_id,
+            esm_class=out.esm_class,
+            data_coding=out.data_coding,
+            short_message=out.short_message,
+        )
+        if not await self._submit(body):
+            return False
+        self.metrics.mt.labels("stk").inc()
+        return True
+
+    async def _send_sms(self, serve: Serve, reply: ServiceReply) -> bool:
+        segments = reply_segments(reply, ref=_concatenation_ref(serve.request.key))
+        return await self._submit_all(serve.reply_to, serve.request.msisdn, segments, "sms", reference=serve.request.key)
 
     async def _answer_directly(self, answer: Answer) -> None:
         if answer.destination and answer.text:
@@ -239,7 +311,7 @@ class Gateway:
                 except (TimeoutError, asyncio.QueueEmpty):
                     break
             try:
-                replies = await asyncio.to_thread(self.service.handle_batch, [w.serve.request for w in batch])
+                replies = await asyncio.to_thread(self.service.handle_batch, [w.request for w in batch])
             except Exception:
                 # Nothing answered: the SMSC delivers every one of them again.
                 logger.exception("the service failed a batch of %d requests", len(batch))
@@ -254,10 +326,9 @@ class Gateway:
         try:
             if reply.replayed:
                 self.metrics.replays.inc()
-            segments = reply_segments(reply, ref=_concatenation_ref(work.serve.request.key))
-            sent = await self._submit_all(work.serve.reply_to, work.serve.request.msisdn, segments, "sms", reference=work.serve.request.key)
+            sent = await work.send(reply)
             if sent and reply.stored:
-                for t in work.serve.tokens:
+                for t in work.tokens:
                     _respond(t)
                 self.metrics.latency.observe(self._clock() - work.received)
         finally:
@@ -315,6 +386,12 @@ def _respond(token: Hashable, *, status: int = CommandStatus.ESME_ROK) -> None:
     assert isinstance(token, _Token)
     with contextlib.suppress(SmppError, OSError):
         token.connection.respond(token.pdu, DeliverSmResp() if status == CommandStatus.ESME_ROK else None, status=status)
+
+
+def is_secured_packet(body: DeliverSm) -> bool:
+    """A TS 31.115 SMS-PP command packet: 8-bit data with a user data header whose first element is the CPI (IEI 0x70)."""
+    payload = body.payload
+    return bool(body.esm_class & ESM_CLASS_UDHI) and body.data_coding & 0x0C == 0x04 and len(payload) >= 3 and payload[1] == IEI_CPI
 
 
 def client_reference(request_key: str, part: int) -> Tlv:

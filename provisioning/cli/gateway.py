@@ -1,10 +1,11 @@
-"""``simwallet gateway``: the ESME that serves SMS commands (USSD and STK join it) from the SMSC, with metrics and a clean stop.
+"""``simwallet gateway``: the ESME serving SMS commands and the STK wallet's secured requests, with metrics and a clean stop.
 
 ``gateway run`` binds to the SMSC (``--smsc HOST:PORT``, ``--system-id``,
 the password from ``--password-file`` or ``SIMWALLET_SMSC_PASSWORD``,
 ``--binds``), serves through the wallet service on the root ``--db``, keys
 PIN verifiers with the key store's ``card-secrets`` master (the family that
-already derives each card's PINs and unblock keys), and exposes ``/metrics``
+already derives each card's PINs and unblock keys), checks STK requests with
+each card's wallet keys diversified from the key store's ``wallet`` masters, and exposes ``/metrics``
 and ``/health`` on ``--metrics-port``. It prints one line when serving and
 stops on SIGTERM or Ctrl-C: what is queued is served and answered, then the
 binds are unbound.
@@ -67,6 +68,8 @@ def run(
     from simwallet.gateway.cards import CardRegistry
     from simwallet.gateway.esme.app import Gateway, GatewayConfig
     from simwallet.gateway.esme.metrics import GatewayMetrics, MetricsServer
+    from simwallet.gateway.esme.stk_channel import StkChannel
+    from simwallet.gateway.esme.stk_store import keystore_masters
     from simwallet.gateway.keystore import KeyFamily
     from simwallet.gateway.wallet.pins import pin_verification_key
     from simwallet.gateway.wallet.service import WalletService
@@ -76,12 +79,14 @@ def run(
     keystore = open_keystore(app, keystore_path, passphrase_file)
     pin_key = pin_verification_key(keystore.active(KeyFamily.CARD_SECRETS).secrets_master())
     ledger = app.ledger()
-    service = WalletService(app.engine, ledger, CardRegistry(app.engine, ledger), pin_key=pin_key)
+    registry = CardRegistry(app.engine, ledger)
+    service = WalletService(app.engine, ledger, registry, pin_key=pin_key)
+    stk = StkChannel(app.engine, registry, keystore_masters(keystore))
     config = GatewayConfig(host=host, port=port, system_id=system_id, password=password, system_type=system_type, binds=binds)
 
     async def serve() -> None:
         metrics = GatewayMetrics()
-        the_gateway = Gateway(config, service, metrics=metrics)
+        the_gateway = Gateway(config, service, stk=stk, metrics=metrics)
         server = MetricsServer(metrics, lambda: the_gateway.bound > 0, port=metrics_port)
         try:
             await server.start()
