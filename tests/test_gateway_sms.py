@@ -101,7 +101,7 @@ class CrashOnce:
 async def running(tmp_path: Path, service: object, *, redeliver_after_s: float = 5.0) -> AsyncIterator[tuple[PhoneClient, Gateway]]:
     config = SmscConfig(
         (
-            Account("gateway", "gwsecret", SmscAccountKind.ESME, prefixes=(SHORT_CODE,)),
+            Account("gateway", "gwsecret", SmscAccountKind.ESME, prefixes=(SHORT_CODE, "*166")),
             Account("phones", "phsecret", SmscAccountKind.PHONES),
         ),
         redeliver_after_s=redeliver_after_s,
@@ -260,3 +260,36 @@ def test_the_gateway_stays_under_the_smscs_limit_and_loses_nothing(world: World,
     assert accepted == count and throttled > 0
     assert sum(ok.values()) == count
     assert world.service_transfers() == count
+
+
+def test_a_ussd_dialogue_on_star_166_in_both_languages(world: World, tmp_path: Path) -> None:
+    from simwallet.gateway.smpp import UssdServiceOp
+
+    async def step(phones: PhoneClient, text: str, op: int) -> tuple[int | None, str]:
+        await phones.send_ussd(A, text, op)
+        message = await phones.next_message(A, WAIT_S)
+        assert message.text is not None
+        return message.ussd_service_op, message.text
+
+    async def scenario() -> None:
+        async with running(tmp_path, world.service) as (phones, _):
+            op, menu = await step(phones, "*166#", UssdServiceOp.PSSR_INDICATION)
+            assert op == UssdServiceOp.USSR_REQUEST and "余额查询" in menu
+            op, prompt = await step(phones, "1", UssdServiceOp.USSR_CONFIRM)
+            assert op == UssdServiceOp.USSR_REQUEST and "密码" in prompt
+            op, result = await step(phones, PIN_A, UssdServiceOp.USSR_CONFIRM)
+            assert op == UssdServiceOp.PSSR_RESPONSE and "500.00元" in result and PIN_A not in result
+            # English, straight to top-up: amount, self, then the PIN.
+            op, menu = await step(phones, "*166*2#", UssdServiceOp.PSSR_INDICATION)
+            assert op == UssdServiceOp.USSR_REQUEST and "Balance" in menu
+            texts = [menu]
+            for answer in ("2", "1", "20", PIN_A):
+                op, text = await step(phones, answer, UssdServiceOp.USSR_CONFIRM)
+                texts.append(text)
+                if op == UssdServiceOp.PSSR_RESPONSE:
+                    break
+            assert op == UssdServiceOp.PSSR_RESPONSE, texts
+            assert "480.00" in texts[-1], texts
+
+    asyncio.run(scenario())
+    assert world.service_transfers() == 1

@@ -46,6 +46,8 @@ from simwallet.gateway.errors import GatewayError
 from simwallet.gateway.esme.metrics import GatewayMetrics
 from simwallet.gateway.esme.sms_channel import Answer, Hold, Inbound, Serve, SmsChannel, reply_segments, text_segments
 from simwallet.gateway.esme.stk_channel import StkChannel, StkInbound, StkReject, StkServe
+from simwallet.gateway.esme.ussd_channel import UssdChannel, UssdHold, UssdInbound, UssdReply, UssdServe
+from simwallet.gateway.esme.ussd_menus import ussd_segment
 from simwallet.gateway.smpp import (
     BindTransceiver,
     CommandStatus,
@@ -60,7 +62,8 @@ from simwallet.gateway.smpp import (
 from simwallet.gateway.smpp.aio import SmppConnection, SmppThrottled, bind_with_retry
 from simwallet.gateway.smpp.session import SessionState
 from simwallet.gateway.smpp.window import backoff_s
-from simwallet.gateway.sms.segments import Segment
+from simwallet.gateway.sms.errors import SmsError
+from simwallet.gateway.sms.segments import Segment, decode_payload
 from simwallet.gateway.wallet.outcomes import ServiceReply, ServiceRequest
 
 logger = logging.getLogger(__name__)
@@ -105,6 +108,7 @@ class GatewayConfig:
     binds: int = 1
     batch_max: int = BATCH_MAX
     batch_wait_s: float = BATCH_WAIT_S
+    ussd_code: str = "*166#"
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,7 @@ class Gateway:
         self.metrics = metrics or GatewayMetrics()
         self._clock = clock
         self._sms = SmsChannel()
+        self._ussd = UssdChannel(config.ussd_code)
         self._queue: asyncio.Queue[_Work] = asyncio.Queue(QUEUE_MAX)
         self._connections: list[SmppConnection] = []
         self._refs = itertools.cycle(range(1, 256))
@@ -199,6 +204,11 @@ class Gateway:
             connection.respond(pdu, DeliverSmResp())
             return
         token = _Token(connection, pdu, now)
+        op = body.tlvs.ussd_service_op
+        if op is not None:
+            self.metrics.mo.labels("ussd").inc()
+            self._ussd_request(token, body, op)
+            return
         if self.stk is not None and is_secured_packet(body):
             self.metrics.mo.labels("stk").inc()
             asyncio.get_running_loop().create_task(self._stk_request(token, body))
@@ -232,6 +242,52 @@ class Gateway:
             self.metrics.errors.labels("queue_full").inc()
             for t in work.tokens:
                 _respond(t, status=CommandStatus.ESME_RMSGQFUL)
+
+    def _ussd_request(self, token: _Token, body: DeliverSm, op: int) -> None:
+        """A USSD dialogue step: the menu answers at once; a complete request is served like any other."""
+        try:
+            text = decode_payload(body.data_coding, body.payload)
+        except SmsError:
+            text = ""  # unreadable: the menu treats it as a wrong answer
+        smsc_id = smsc_message_id(token.pdu)
+        if smsc_id.startswith("h"):  # no SMSC id: a digest would make two equal answers look like one redelivered
+            smsc_id = f"{smsc_id}-{token.pdu.sequence_number}"
+        inbound = UssdInbound(token, smsc_id, body.source_addr, body.destination_addr, op, text)
+        try:
+            step = self._ussd.receive(inbound, token.received)
+        except GatewayError as exc:
+            logger.warning("ussd: dropped a deliver_sm from %s: %s", body.source_addr[-4:], exc.code)
+            _respond(token)
+            return
+        if isinstance(step, UssdHold):
+            return
+        if isinstance(step, UssdReply):
+            asyncio.get_running_loop().create_task(self._send_ussd(step))
+            return
+        # The channel answers the deliver_sm(s) with the result (complete()), so the work carries no tokens.
+        self._enqueue(_Work(step.request, (), token.received, functools.partial(self._ussd_result, step)))
+
+    async def _ussd_result(self, serve: UssdServe, reply: ServiceReply) -> bool:
+        return await self._send_ussd(self._ussd.complete(serve.session, reply))
+
+    async def _send_ussd(self, reply: UssdReply) -> bool:
+        sent = True
+        if reply.text:
+            data_coding, short_message = ussd_segment(reply.text)
+            body = SubmitSm(
+                source_addr=reply.service_code,
+                destination_addr=reply.msisdn,
+                data_coding=data_coding,
+                short_message=short_message,
+                tlvs=OptionalParams.of(ussd_service_op=int(reply.op)),
+            )
+            sent = await self._submit(body)
+            if sent:
+                self.metrics.mt.labels("ussd").inc()
+        if sent:
+            for t in reply.tokens:
+                _respond(t)
+        return sent
 
     async def _stk_request(self, token: _Token, body: DeliverSm) -> None:
         """A secured request of the wallet applet: checked (in a worker thread: it locks the card's counter row), then served."""
@@ -292,8 +348,11 @@ class Gateway:
     async def _sweeper(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await asyncio.sleep(1.0)
-            for answer in self._sms.expire(self._clock()):
+            now = self._clock()
+            for answer in self._sms.expire(now):
                 await self._answer_directly(answer)
+            for ended in self._ussd.expire(now):
+                await self._send_ussd(ended.reply)
 
     # -- serving --------------------------------------------------------------------------------------------
 
