@@ -31,6 +31,7 @@ from simwallet.provisioning.cli.phone import phone
 from simwallet.provisioning.cli.promo import promo
 from simwallet.provisioning.cli.simulate import simulate
 from simwallet.provisioning.cli.smsc import smsc
+from simwallet.provisioning.cli.wallet import wallet
 
 # Keys a --config file may hold, with their TOML types.
 CONFIG_KEYS: dict[str, type] = {"db": str, "json": bool}
@@ -135,3 +136,4 @@ cli.add_command(phone)
 cli.add_command(card)
 cli.add_command(gateway)
 cli.add_command(smsc)
+cli.add_command(wallet)
