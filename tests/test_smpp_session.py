@@ -282,6 +282,10 @@ def test_enquire_link_due_and_peer_silent() -> None:
     assert esme.next_deadline() == T0 + 30
     keep_alive = esme.send(EnquireLink(), T0 + 30)
     assert not esme.enquire_link_due(T0 + 60)
+    # While it waits for its answer the next deadline is its response timeout, not the (past) keep-alive time:
+    # a driver sleeping until next_deadline() must not spin.
+    deadline = esme.next_deadline()
+    assert deadline is not None and deadline > T0 + 30
     # The SMSC answers by itself and reports nothing.
     assert feed(smsc, keep_alive, T0 + 30) == []
     [answer] = answers(smsc)

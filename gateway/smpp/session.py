@@ -426,7 +426,9 @@ class SmppSession:
         if self._state is _S.CLOSED:
             return None
         deadlines = [self._last_received + self.config.peer_silence_timeout_s]
-        if self._state in BOUND:
+        keepalive_out = any(request.command_id == CommandId.ENQUIRE_LINK for request in self._window.requests())
+        if self._state in BOUND and not keepalive_out:
+            # While our enquire_link waits for its answer, its own response deadline is the one that matters.
             deadlines.append(self._last_received + self.config.enquire_link_interval_s)
         earliest = self._window.earliest_deadline()
         if earliest is not None:
