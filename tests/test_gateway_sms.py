@@ -293,3 +293,31 @@ def test_a_ussd_dialogue_on_star_166_in_both_languages(world: World, tmp_path: P
 
     asyncio.run(scenario())
     assert world.service_transfers() == 1
+
+
+def test_transmitter_and_receiver_binds_with_a_throughput_of_our_own(world: World, tmp_path: Path) -> None:
+    async def scenario() -> int:
+        config = SmscConfig(
+            (
+                Account("gateway", "gwsecret", SmscAccountKind.ESME, prefixes=(SHORT_CODE,)),
+                Account("phones", "phsecret", SmscAccountKind.PHONES),
+            )
+        )
+        smsc = SmscServer(config, tmp_path / "smsc")
+        await smsc.start()
+        gateway_config = GatewayConfig(
+            port=smsc.port, system_id="gateway", password="gwsecret", bind_type="tx+rx", window=4, throughput_per_s=50.0
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(Gateway(gateway_config, world.service).run(stop))
+        try:
+            async with PhoneClient("127.0.0.1", smsc.port, "phones", "phsecret", A) as phones:
+                for _ in range(5):
+                    assert "500.00" in await ask(phones, A, f"BAL {PIN_A}")
+                return smsc.stats().binds
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, WAIT_S)
+            await smsc.stop()
+
+    assert asyncio.run(scenario()) == 3  # the gateway's transmitter and receiver, and the phones

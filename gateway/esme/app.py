@@ -49,18 +49,21 @@ from simwallet.gateway.esme.stk_channel import StkChannel, StkInbound, StkReject
 from simwallet.gateway.esme.ussd_channel import UssdChannel, UssdHold, UssdInbound, UssdReply, UssdServe
 from simwallet.gateway.esme.ussd_menus import ussd_segment
 from simwallet.gateway.smpp import (
+    BindReceiver,
     BindTransceiver,
+    BindTransmitter,
     CommandStatus,
     DeliverSm,
     DeliverSmResp,
     OptionalParams,
     Pdu,
+    PduBody,
     SmppError,
     SubmitSm,
     Tlv,
 )
-from simwallet.gateway.smpp.aio import SmppConnection, SmppThrottled, bind_with_retry
-from simwallet.gateway.smpp.session import SessionState
+from simwallet.gateway.smpp.aio import SmppConnection, SmppConnectionLost, SmppThrottled, bind_with_retry
+from simwallet.gateway.smpp.session import SessionConfig, SessionState
 from simwallet.gateway.smpp.window import backoff_s
 from simwallet.gateway.sms.errors import SmsError
 from simwallet.gateway.sms.segments import Segment, decode_payload
@@ -106,6 +109,11 @@ class GatewayConfig:
     password: str = field(default="", repr=False)
     system_type: str = ""
     binds: int = 1
+    # "trx": transceiver binds; "tx+rx": a transmitter and a receiver bind each (SMSCs that want them apart).
+    bind_type: str = "trx"
+    # Requests outstanding per bind (SMPP window) and submit_sm per second over all binds (None: as fast as taken).
+    window: int = 64
+    throughput_per_s: float | None = None
     batch_max: int = BATCH_MAX
     batch_wait_s: float = BATCH_WAIT_S
     ussd_code: str = "*166#"
@@ -149,6 +157,9 @@ class Gateway:
         self._clock = clock
         self._sms = SmsChannel()
         self._ussd = UssdChannel(config.ussd_code)
+        if config.bind_type not in ("trx", "tx+rx") or config.window < 1 or (config.throughput_per_s or 1) <= 0:
+            raise ValueError("bind_type is trx or tx+rx; window at least 1; throughput_per_s positive")
+        self._pace = None if config.throughput_per_s is None else Pacer(config.throughput_per_s, clock)
         self._queue: asyncio.Queue[_Work] = asyncio.Queue(QUEUE_MAX)
         self._connections: list[SmppConnection] = []
         self._refs = itertools.cycle(range(1, 256))
@@ -157,7 +168,12 @@ class Gateway:
     # -- running --------------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        tasks = [asyncio.create_task(self._keep_bound(i, stop), name=f"bind {i}") for i in range(self.config.binds)]
+        kinds: tuple[type[PduBody], ...] = (BindTransceiver,) if self.config.bind_type == "trx" else (BindTransmitter, BindReceiver)
+        tasks = [
+            asyncio.create_task(self._keep_bound(i, kind, stop), name=f"bind {i} {kind.__name__}")
+            for i in range(self.config.binds)
+            for kind in kinds
+        ]
         batcher = asyncio.create_task(self._batcher(stop), name="batcher")
         sweeper = asyncio.create_task(self._sweeper(stop), name="sweeper")
         await stop.wait()
@@ -178,10 +194,15 @@ class Gateway:
             await asyncio.sleep(0.01)
         await self._queue.join()
 
-    async def _keep_bound(self, index: int, stop: asyncio.Event) -> None:
-        body = BindTransceiver(system_id=self.config.system_id, password=self.config.password, system_type=self.config.system_type)
+    async def _keep_bound(self, index: int, kind: type[PduBody], stop: asyncio.Event) -> None:
+        c = self.config
+        body = kind(system_id=c.system_id, password=c.password, system_type=c.system_type)  # type: ignore[call-arg]
+        session = SessionConfig(window_size_max=c.window)
         while not stop.is_set():
-            connection = await bind_with_retry(self.config.host, self.config.port, body, on_request=self._on_request, stop=stop)
+            try:
+                connection = await bind_with_retry(c.host, c.port, body, on_request=self._on_request, config=session, stop=stop)
+            except SmppConnectionLost:
+                return  # stopped while binding
             self._connections.append(connection)
             self.metrics.binds_up.inc()
             try:
@@ -413,6 +434,8 @@ class Gateway:
         return True
 
     async def _submit(self, body: SubmitSm) -> bool:
+        if self._pace is not None:
+            await self._pace.wait()
         for attempt in range(SUBMIT_ATTEMPTS_MAX):
             connection = self._any_connection()
             if connection is None:
@@ -439,6 +462,22 @@ class Gateway:
     def _any_connection(self) -> SmppConnection | None:
         live = [c for c in self._connections if c.state in _BOUND]
         return self._rng.choice(live) if live else None
+
+
+class Pacer:
+    """At most ``rate`` per second, evenly spaced (no burst): the SMSC's throughput agreement kept from our side."""
+
+    def __init__(self, rate: float, clock: Callable[[], float]) -> None:
+        self._interval = 1.0 / rate
+        self._clock = clock
+        self._next = 0.0
+
+    async def wait(self) -> None:
+        now = self._clock()
+        slot = max(now, self._next)
+        self._next = slot + self._interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
 
 
 def _respond(token: Hashable, *, status: int = CommandStatus.ESME_ROK) -> None:

@@ -46,7 +46,18 @@ def _address(value: str) -> tuple[str, int]:
 @click.option(
     "--password-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help=f"The bind password [else env {PASSWORD_ENV}]."
 )
-@click.option("--binds", type=click.IntRange(1, 16), default=1, show_default=True, help="Transceiver binds to keep up.")
+@click.option("--binds", type=click.IntRange(1, 16), default=1, show_default=True, help="Binds (or bind pairs) to keep up.")
+@click.option(
+    "--bind-type",
+    type=click.Choice(["trx", "tx+rx"]),
+    default="trx",
+    show_default=True,
+    help="Transceivers, or transmitter and receiver pairs.",
+)
+@click.option("--window", type=click.IntRange(1, 1024), default=64, show_default=True, help="Requests outstanding per bind.")
+@click.option(
+    "--throughput", type=click.FloatRange(min=0.1), default=None, help="submit_sm per second at most, over all binds (the SMSC agreement)."
+)
 @click.option(
     "--metrics-port", type=click.IntRange(0, 65535), default=9464, show_default=True, help="/metrics and /health (0: any free port)."
 )
@@ -60,6 +71,9 @@ def run(
     system_type: str,
     password_file: Path | None,
     binds: int,
+    bind_type: str,
+    window: int,
+    throughput: float | None,
     metrics_port: int,
     keystore_path: Path | None,
     passphrase_file: Path | None,
@@ -82,7 +96,17 @@ def run(
     registry = CardRegistry(app.engine, ledger)
     service = WalletService(app.engine, ledger, registry, pin_key=pin_key)
     stk = StkChannel(app.engine, registry, keystore_masters(keystore))
-    config = GatewayConfig(host=host, port=port, system_id=system_id, password=password, system_type=system_type, binds=binds)
+    config = GatewayConfig(
+        host=host,
+        port=port,
+        system_id=system_id,
+        password=password,
+        system_type=system_type,
+        binds=binds,
+        bind_type=bind_type,
+        window=window,
+        throughput_per_s=throughput,
+    )
 
     async def serve() -> None:
         metrics = GatewayMetrics()
