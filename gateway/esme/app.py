@@ -116,6 +116,8 @@ class GatewayConfig:
     throughput_per_s: float | None = None
     batch_max: int = BATCH_MAX
     batch_wait_s: float = BATCH_WAIT_S
+    # Batches the service works on at once (each in a worker thread, its own transactions).
+    batches_in_flight: int = 1
     ussd_code: str = "*166#"
 
 
@@ -157,6 +159,7 @@ class Gateway:
         self._clock = clock
         self._sms = SmsChannel()
         self._ussd = UssdChannel(config.ussd_code)
+        self._in_flight = asyncio.Semaphore(max(1, config.batches_in_flight))
         if config.bind_type not in ("trx", "tx+rx") or config.window < 1 or (config.throughput_per_s or 1) <= 0:
             raise ValueError("bind_type is trx or tx+rx; window at least 1; throughput_per_s positive")
         self._pace = None if config.throughput_per_s is None else Pacer(config.throughput_per_s, clock)
@@ -390,17 +393,24 @@ class Gateway:
                     batch.append(self._queue.get_nowait() if remaining <= 0 else await asyncio.wait_for(self._queue.get(), remaining))
                 except (TimeoutError, asyncio.QueueEmpty):
                     break
-            try:
-                replies = await asyncio.to_thread(self.service.handle_batch, [w.request for w in batch])
-            except Exception:
-                # Nothing answered: the SMSC delivers every one of them again.
-                logger.exception("the service failed a batch of %d requests", len(batch))
-                self.metrics.errors.labels("service").inc()
-                for _ in batch:
-                    self._queue.task_done()
-                continue
-            for work, reply in zip(batch, replies, strict=True):
-                asyncio.get_running_loop().create_task(self._reply(work, reply))
+            # Up to batches_in_flight batches at once: one batch's database round trips overlap another's Python.
+            await self._in_flight.acquire()
+            asyncio.get_running_loop().create_task(self._serve_batch(batch))
+
+    async def _serve_batch(self, batch: list[_Work]) -> None:
+        try:
+            replies = await asyncio.to_thread(self.service.handle_batch, [w.request for w in batch])
+        except Exception:
+            # Nothing answered: the SMSC delivers every one of them again.
+            logger.exception("the service failed a batch of %d requests", len(batch))
+            self.metrics.errors.labels("service").inc()
+            for _ in batch:
+                self._queue.task_done()
+            return
+        finally:
+            self._in_flight.release()
+        for work, reply in zip(batch, replies, strict=True):
+            asyncio.get_running_loop().create_task(self._reply(work, reply))
 
     async def _reply(self, work: _Work, reply: ServiceReply) -> None:
         try:

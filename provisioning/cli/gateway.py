@@ -85,6 +85,7 @@ def run(
     from simwallet.gateway.esme.stk_channel import StkChannel
     from simwallet.gateway.esme.stk_store import keystore_masters
     from simwallet.gateway.keystore import KeyFamily
+    from simwallet.gateway.runtime import collect_periodically, tune_for_serving
     from simwallet.gateway.wallet.pins import pin_verification_key
     from simwallet.gateway.wallet.service import WalletService
 
@@ -123,9 +124,12 @@ def run(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         app.note(f"gateway: serving SMSC {host}:{port} as {system_id} ({binds} bind(s)); metrics on port {server.port}")
+        tune_for_serving()  # a long-lived server: start-up's objects frozen, collections rarer ...
+        collector = asyncio.create_task(collect_periodically(stop))  # ... and a full one every few seconds
         try:
             await the_gateway.run(stop)
         finally:
+            await collector
             await server.stop()
 
     asyncio.run(serve())
