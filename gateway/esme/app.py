@@ -42,6 +42,7 @@ from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
+from simwallet.applet.protocols.sms_udh import IEI_CPI
 from simwallet.gateway.errors import GatewayError
 from simwallet.gateway.esme.metrics import GatewayMetrics
 from simwallet.gateway.esme.sms_channel import Answer, Hold, Inbound, Serve, SmsChannel, reply_segments, text_segments
@@ -64,9 +65,10 @@ from simwallet.gateway.smpp import (
 )
 from simwallet.gateway.smpp.aio import SmppConnection, SmppConnectionLost, SmppThrottled, bind_with_retry
 from simwallet.gateway.smpp.session import SessionConfig, SessionState
+from simwallet.gateway.smpp.tlv import VENDOR_CLIENT_REFERENCE, VENDOR_SMSC_MESSAGE_ID, VENDOR_TEXT_CHARS_MAX, text_tlv, tlv_text
 from simwallet.gateway.smpp.window import backoff_s
 from simwallet.gateway.sms.errors import SmsError
-from simwallet.gateway.sms.segments import Segment, decode_payload
+from simwallet.gateway.sms.segments import ESM_CLASS_UDHI, Segment, decode_payload
 from simwallet.gateway.wallet.outcomes import ServiceReply, ServiceRequest
 
 logger = logging.getLogger(__name__)
@@ -81,15 +83,6 @@ BATCH_WAIT_S: Final = 0.002
 QUEUE_MAX: Final = 4096
 # Attempts to place one submit_sm before its reply is given up (logged; the SMSC redelivers the request).
 SUBMIT_ATTEMPTS_MAX: Final = 8
-# The vendor TLV carrying the SMSC's message id in deliver_sm (see smsc_message_id), and its longest value kept.
-SMSC_MESSAGE_ID_TAG: Final = 0x1400
-SMSC_ID_LEN_MAX: Final = 64
-# The vendor TLV carrying our reference of each reply part in submit_sm, which an SMSC that suppresses
-# duplicates keys on (the embedded one does): a reply sent again after a redelivery is not delivered twice.
-CLIENT_REFERENCE_TAG: Final = 0x1401
-# esm_class: the user data header indicator (SMPP 3.4 §5.2.12), and TS 23.040's IEI of a command packet (TS 31.115 §4.2).
-ESM_CLASS_UDHI: Final = 0x40
-IEI_CPI: Final = 0x70
 # esm_class message type of a delivery receipt (SMPP 3.4 §5.2.12).
 ESM_TYPE_MASK: Final = 0x3C
 ESM_TYPE_RECEIPT: Final = 0x04
@@ -504,8 +497,9 @@ def is_secured_packet(body: DeliverSm) -> bool:
 
 def client_reference(request_key: str, part: int) -> Tlv:
     """The client reference TLV of a reply's ``part``: the same request answered again carries the same references."""
-    digest = hashlib.sha256(f"{request_key}#{part}".encode()).hexdigest()[:32]
-    return Tlv(CLIENT_REFERENCE_TAG, digest.encode("ascii") + b"\0")
+    # An SMSC that suppresses duplicates keys on it (the embedded one does): a reply sent again after a
+    # redelivery is not delivered twice.
+    return text_tlv(VENDOR_CLIENT_REFERENCE, hashlib.sha256(f"{request_key}#{part}".encode()).hexdigest()[:32])
 
 
 def _concatenation_ref(request_key: str) -> int:
@@ -513,16 +507,16 @@ def _concatenation_ref(request_key: str) -> int:
     return hashlib.sha256(request_key.encode()).digest()[0]
 
 
-def smsc_message_id(pdu: Pdu, tag: int = SMSC_MESSAGE_ID_TAG) -> str:
+def smsc_message_id(pdu: Pdu, tag: int = VENDOR_SMSC_MESSAGE_ID) -> str:
     """The SMSC's id of an MO message, which its redeliveries repeat.
 
     SMPP 3.4 gives an MO deliver_sm no message id; SMSCs put theirs in a vendor TLV (the embedded SMSC
     and the default here: 0x1400, a C-Octet String). Without it, a digest of what the message says
     and who sent it stands in: a redelivery is the same message, so it keys the same.
     """
-    value = pdu.body.tlvs.get(tag) if isinstance(pdu.body, DeliverSm) else None
+    value = tlv_text(pdu.body.tlvs, tag) if isinstance(pdu.body, DeliverSm) else None
     if value:
-        return value.rstrip(b"\0").decode("latin-1")[:SMSC_ID_LEN_MAX]
+        return value[:VENDOR_TEXT_CHARS_MAX]
     body = pdu.body
     assert isinstance(body, DeliverSm)
     digest = hashlib.sha256(b"\0".join([body.source_addr.encode("latin-1"), body.destination_addr.encode("latin-1"), body.payload]))

@@ -96,14 +96,13 @@ from simwallet.gateway.ledger.ledger import wall_clock_us
 from simwallet.gateway.ledger.model import Channel
 from simwallet.gateway.sms.catalogue import Biller, Lang, MessageId, render
 from simwallet.gateway.sms.commands import Balance, BankBalance, Bill, Command, History, Pay, PayeeKind, TopUp, normalise_msisdn
+from simwallet.gateway.sms.segments import ESM_CLASS_UDHI
 from simwallet.gateway.store.tx import run_in_transaction
 from simwallet.gateway.wallet.outcomes import Outcome, ServiceReply, ServiceRequest, WalletUsageError, check_msisdn, reply
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# SMPP 3.4 §5.2.12: UDHI, the user data starts with a header.
-ESM_CLASS_UDHI: Final = 0x40
 # TS 23.040 §9.2.3.9 / TS 31.111 §7.1.1.2: (U)SIM data download; TS 23.038 §4: F6 = 8-bit data, class 2.
 PROTOCOL_ID_SIM_DATA_DOWNLOAD: Final = 0x7F
 DATA_CODING_SIM_DATA_DOWNLOAD: Final = 0xF6

@@ -39,6 +39,13 @@ TLV_HEADER_OCTETS = 4
 TLV_VALUE_OCTETS_MAX = 0xFFFF
 # §5.3.2.12: receipted_message_id is a C-Octet String of at most 65 octets, NUL included.
 RECEIPTED_MESSAGE_ID_OCTETS_MAX = 65
+# §5.3.2 Table 5-3: tags 0x1400-0x3FFF are SMSC vendor specific. The two the project's SMSC and gateway
+# agree on (as operators document theirs), both C-Octet Strings of at most VENDOR_TEXT_CHARS_MAX characters:
+# the SMSC's id of a message it delivers (a redelivery repeats it: SMPP 3.4 gives an MO deliver_sm no id),
+# and a submitter's own reference of a submit_sm, by which the SMSC suppresses duplicates.
+VENDOR_SMSC_MESSAGE_ID = 0x1400
+VENDOR_CLIENT_REFERENCE = 0x1401
+VENDOR_TEXT_CHARS_MAX = 64
 
 
 class TlvTag(enum.IntEnum):
@@ -339,6 +346,17 @@ def _integer(number: int, size: int, tag: int) -> bytes:
     if not 0 <= number < 1 << (8 * size):
         raise FieldError(CommandStatus.ESME_RINVOPTPARAMVAL, f"{number} does not fit {size} octet(s)", field=_name(tag))
     return number.to_bytes(size, "big")
+
+
+def text_tlv(tag: int, text: str) -> Tlv:
+    """A C-Octet String TLV: ``text`` in Latin-1 cut to :data:`VENDOR_TEXT_CHARS_MAX` characters, then NUL."""
+    return Tlv(tag, _latin1(text, _name(tag))[:VENDOR_TEXT_CHARS_MAX] + b"\0")
+
+
+def tlv_text(tlvs: OptionalParams, tag: int) -> str | None:
+    """The text of a C-Octet String TLV (its NUL dropped, Latin-1), or None when ``tlvs`` lack it."""
+    value = tlvs.get(tag)
+    return None if value is None else value.rstrip(b"\0").decode("latin-1")
 
 
 def _latin1(text: str, field: str) -> bytes:

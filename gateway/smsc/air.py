@@ -23,10 +23,10 @@ from simwallet.applet.protocols.sms import Address, Npi, SmsDeliver, Ton, UserDa
 from simwallet.applet.protocols.sms_dcs import DataCoding
 from simwallet.applet.protocols.sms_udh import parse_udh
 from simwallet.gateway.smpp import SubmitSm
+from simwallet.gateway.sms.segments import ESM_CLASS_UDHI
 from simwallet.gateway.smsc.errors import PhoneError
 from simwallet.gateway.smsc.inbox import ReceivedMessage
 
-ESM_CLASS_UDHI = 0x40
 # SMPP 3.4 §5.2.5/§5.2.6: TON international, NPI ISDN (E.164), as a phone's own number is sent.
 TON_INTERNATIONAL = 1
 NPI_ISDN = 1

@@ -55,11 +55,11 @@ from simwallet.gateway.smpp import (
     UssdServiceOp,
 )
 from simwallet.gateway.smpp.aio import SmppConnection, SmppConnectionLost, SmppLinkError, SmppRequestError, bind_with_retry
+from simwallet.gateway.smpp.tlv import VENDOR_CLIENT_REFERENCE, text_tlv
 from simwallet.gateway.sms.errors import SmsError
 from simwallet.gateway.sms.segments import MO_PARTS_MAX, REFERENCE_MAX, encode_reply
 from simwallet.gateway.smsc.errors import PhoneError
 from simwallet.gateway.smsc.inbox import INBOX_MESSAGES_MAX, INBOXES_MAX, Inboxes, ReceivedMessage
-from simwallet.gateway.smsc.router import CLIENT_REFERENCE_CHARS_MAX, CLIENT_REFERENCE_TAG
 
 # How long sending waits for the bind to come (back) up.
 BIND_WAIT_S = 10.0
@@ -331,7 +331,7 @@ class Phones(PhoneClient):
 
 
 def _client_reference(reference: str, part: int) -> Tlv:
-    return Tlv(CLIENT_REFERENCE_TAG, f"{reference}#{part}".encode("latin-1")[:CLIENT_REFERENCE_CHARS_MAX] + b"\0")
+    return text_tlv(VENDOR_CLIENT_REFERENCE, f"{reference}#{part}")
 
 
 _THROTTLING = frozenset({CommandStatus.ESME_RTHROTTLED, CommandStatus.ESME_RMSGQFUL})

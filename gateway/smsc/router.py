@@ -45,16 +45,16 @@ import enum
 import re
 from dataclasses import dataclass
 
-from simwallet.gateway.smpp import CommandStatus, DeliverSm, FieldError, MessageState, OptionalParams, SubmitSm, Tlv
+from simwallet.gateway.smpp import CommandStatus, DeliverSm, FieldError, MessageState, OptionalParams, SubmitSm
+from simwallet.gateway.smpp.tlv import VENDOR_CLIENT_REFERENCE, VENDOR_SMSC_MESSAGE_ID, VENDOR_TEXT_CHARS_MAX, text_tlv, tlv_text
 from simwallet.gateway.smsc.config import Account, AccountKind
 from simwallet.gateway.smsc.errors import SmscConfigError
 
-# §5.3.2 Table 5-3: 0x1400–0x3FFF are reserved for SMSC vendor specific optional parameters; ours carries the message id.
-SMSC_MESSAGE_ID_TAG = 0x1400
-# An ESME's reference of a submit_sm (vendor TLV): the same reference from the same account again is a duplicate,
-# answered with the first message id and not delivered twice (as operators' SMSCs offer); remembered max_age_s.
-CLIENT_REFERENCE_TAG = 0x1401
-CLIENT_REFERENCE_CHARS_MAX = 64
+# The vendor TLVs (gateway/smpp/tlv.py): the message id this SMSC gives, and the reference a submitter gives;
+# the same reference from the same account again is a duplicate, answered with the first message id and not
+# delivered twice (as operators' SMSCs offer), remembered max_age_s.
+SMSC_MESSAGE_ID_TAG = VENDOR_SMSC_MESSAGE_ID
+CLIENT_REFERENCE_TAG = VENDOR_CLIENT_REFERENCE
 # §5.2.12: esm_class bits 7–6 (UDHI 0x40, reply path 0x80) mean the same in submit_sm and deliver_sm.
 ESM_CLASS_GSM_FEATURES = 0xC0
 # §5.2.12: esm_class bits 5–2 = 0001 in deliver_sm: SMSC delivery receipt.
@@ -137,21 +137,20 @@ class TokenBucket:
 
 def client_reference(submit: SubmitSm) -> str | None:
     """The ESME's own reference of a submit_sm (vendor TLV :data:`CLIENT_REFERENCE_TAG`), by which duplicates are suppressed."""
-    value = submit.tlvs.get(CLIENT_REFERENCE_TAG)
-    if not value:
+    if not submit.tlvs.get(CLIENT_REFERENCE_TAG):
         return None
-    return value.rstrip(b"\0").decode("latin-1")[:CLIENT_REFERENCE_CHARS_MAX]
+    text = tlv_text(submit.tlvs, CLIENT_REFERENCE_TAG)
+    return None if text is None else text[:VENDOR_TEXT_CHARS_MAX]
 
 
 def smsc_message_id(tlvs: OptionalParams) -> str | None:
     """The SMSC message id a deliver_sm carries in :data:`SMSC_MESSAGE_ID_TAG`, or None."""
-    value = tlvs.get(SMSC_MESSAGE_ID_TAG)
-    return None if value is None else value.rstrip(b"\0").decode("latin-1")
+    return tlv_text(tlvs, SMSC_MESSAGE_ID_TAG)
 
 
 def _with_message_id(tlvs: OptionalParams, message_id: str) -> OptionalParams:
     kept = tuple(item for item in tlvs.items if item.tag != SMSC_MESSAGE_ID_TAG)
-    return OptionalParams((*kept, Tlv(SMSC_MESSAGE_ID_TAG, message_id.encode("ascii") + b"\0")))
+    return OptionalParams((*kept, text_tlv(SMSC_MESSAGE_ID_TAG, message_id)))
 
 
 def deliver_for(submit: SubmitSm, message_id: str) -> DeliverSm:
@@ -244,7 +243,7 @@ def receipt_for(
     tlvs = OptionalParams.of(
         receipted_message_id=original_id,
         message_state=int(state),
-        unknown=(Tlv(SMSC_MESSAGE_ID_TAG, receipt_id.encode("ascii") + b"\0"),),
+        unknown=(text_tlv(SMSC_MESSAGE_ID_TAG, receipt_id),),
     )
     return DeliverSm(
         source_addr_ton=original.dest_addr_ton,
