@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from gateway_helpers import fund, open_bank, register
 
-from simwallet.gateway.cards import AcceptanceChannel, CardRegistration, CardRegistry
+from simwallet.gateway.cards import CardRegistry
 from simwallet.gateway.keystore import KeyFamily, KeyStore
-from simwallet.gateway.ledger.ledger import AccountSpec, Ledger
-from simwallet.gateway.ledger.model import AccountKind, Channel, Transfer, TransferKind
+from simwallet.gateway.ledger.ledger import Ledger
 from simwallet.gateway.smsc.phone import PhoneClient
 from simwallet.gateway.store.engine import open_engine
 from simwallet.provisioning.cli.root import cli
@@ -42,25 +42,9 @@ def site(tmp_path: Path) -> dict[str, Any]:
     db = f"sqlite:///{tmp_path / 'wallet.sqlite3'}"
     engine = open_engine(db)
     ledger = Ledger(engine)
-    CardRegistry(engine, ledger).register(
-        CardRegistration(
-            iccid="8986001234567890000",
-            imsi="460001234567000",
-            msisdn=A,
-            customer_ref="customer:A1",
-            profile="wallet-cmcc-zh",
-            channel=AcceptanceChannel.SERVICE_HALL,
-            clerk="clerk-1",
-            scp03_kvn=0x30,
-            ota_key_version=1,
-            wallet_key_version=1,
-            personalized_at=1_780_000_000_000_000,
-        )
-    )
-    ledger.open_accounts([AccountSpec(AccountKind.BANK_SETTLEMENT, "bank:ICBC")])
-    ledger.post_one(
-        Transfer("fund", "bank:ICBC/bank_settlement", "customer:A1/customer_wallet", 50_000, TransferKind.DEPOSIT, Channel.BANK)
-    )
+    register(CardRegistry(engine, ledger), "8986001234567890000", "460001234567000", A, "customer:A1")
+    open_bank(ledger)
+    fund(ledger, "fund", "customer:A1", 50_000)
     engine.dispose()
     keystore = KeyStore.create(tmp_path / "keystore.json", PASSPHRASE, kdf_n=2**10)
     for family in KeyFamily:

@@ -18,11 +18,11 @@ import signal
 import sys
 from pathlib import Path
 
+from gateway_helpers import fund, register
 from test_gateway_sms import PIN_A, SHORT_CODE, World, world  # noqa: F401 (the fixture)
 
-from simwallet.gateway.cards import AcceptanceChannel, CardRegistration, CardRegistry
+from simwallet.gateway.cards import CardRegistry
 from simwallet.gateway.esme.app import Gateway, GatewayConfig
-from simwallet.gateway.ledger.model import Channel, Transfer, TransferKind
 from simwallet.gateway.smpp.aio import SmppLinkError
 from simwallet.gateway.smsc.phone import Phones
 
@@ -52,26 +52,8 @@ def customers(world: World) -> list[str]:  # noqa: F811 (the fixture's value)
     numbers = []
     for n in range(PHONES):
         msisdn = str(FIRST + n)
-        registry.register(
-            CardRegistration(
-                iccid=f"8986001234567892{n:03d}",
-                imsi=f"460001234569{n:03d}",
-                msisdn=msisdn,
-                customer_ref=f"customer:R{n}",
-                profile="wallet-cmcc-zh",
-                channel=AcceptanceChannel.SERVICE_HALL,
-                clerk="clerk-1",
-                scp03_kvn=0x30,
-                ota_key_version=1,
-                wallet_key_version=1,
-                personalized_at=1_780_000_000_000_000,
-            )
-        )
-        world.ledger.post_one(
-            Transfer(
-                f"fund-r{n}", "bank:ICBC/bank_settlement", f"customer:R{n}/customer_wallet", 10_000, TransferKind.DEPOSIT, Channel.BANK
-            )
-        )
+        register(registry, f"8986001234567892{n:03d}", f"460001234569{n:03d}", msisdn, f"customer:R{n}")
+        fund(world.ledger, f"fund-r{n}", f"customer:R{n}", 10_000)
         world.service.set_pin(msisdn, PIN_A)
         numbers.append(msisdn)
     return numbers

@@ -15,17 +15,16 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from gateway_helpers import fund, open_bank, register, service_transfers
 
-from simwallet.gateway.cards import AcceptanceChannel, CardRegistration, CardRegistry, CardStatus
+from simwallet.gateway.cards import CardRegistry, CardStatus
 from simwallet.gateway.esme.app import Gateway, GatewayConfig
 from simwallet.gateway.esme.metrics import GatewayMetrics, MetricsServer
-from simwallet.gateway.ledger.ledger import AccountSpec, Ledger
-from simwallet.gateway.ledger.model import AccountKind, Channel, Transfer, TransferKind
+from simwallet.gateway.ledger.ledger import Ledger
 from simwallet.gateway.smsc import Account, SmscConfig, SmscServer
 from simwallet.gateway.smsc import AccountKind as SmscAccountKind
 from simwallet.gateway.smsc.phone import PhoneClient, Phones
 from simwallet.gateway.store.engine import open_engine
-from simwallet.gateway.store.schema import transfers
 from simwallet.gateway.wallet import ServiceReply, ServiceRequest, WalletService, pin_verification_key
 
 SHORT_CODE = "10658000"
@@ -42,9 +41,7 @@ class World:
     service: WalletService
 
     def service_transfers(self) -> int:
-        with self.engine.connect() as conn:
-            query = sa.select(sa.func.count()).select_from(transfers).where(transfers.c.idempotency_key.like("svc:%"))
-            return int(conn.execute(query).scalar_one())
+        return service_transfers(self.engine)
 
 
 @pytest.fixture
@@ -53,26 +50,10 @@ def world(db_url: str) -> Iterator[World]:
     ledger = Ledger(engine)
     registry = CardRegistry(engine, ledger)
     for n, (msisdn, customer) in enumerate([(A, "customer:A1"), (B, "customer:B2")]):
-        registry.register(
-            CardRegistration(
-                iccid=f"89860012345678900{n:02d}",
-                imsi=f"4600012345670{n:02d}",
-                msisdn=msisdn,
-                customer_ref=customer,
-                profile="wallet-cmcc-zh",
-                channel=AcceptanceChannel.SERVICE_HALL,
-                clerk="clerk-1",
-                scp03_kvn=0x30,
-                ota_key_version=1,
-                wallet_key_version=1,
-                personalized_at=1_780_000_000_000_000,
-            )
-        )
+        register(registry, f"89860012345678900{n:02d}", f"4600012345670{n:02d}", msisdn, customer)
         registry.set_status(f"89860012345678900{n:02d}", CardStatus.ACTIVE)
-    ledger.open_accounts([AccountSpec(AccountKind.BANK_SETTLEMENT, "bank:ICBC")])
-    ledger.post_one(
-        Transfer("fund-a", "bank:ICBC/bank_settlement", "customer:A1/customer_wallet", 50_000, TransferKind.DEPOSIT, Channel.BANK)
-    )
+    open_bank(ledger)
+    fund(ledger, "fund-a", "customer:A1", 50_000)
     service = WalletService(engine, ledger, registry, pin_key=PIN_KEY)
     service.set_pin(A, PIN_A)
     service.set_pin(B, PIN_B)
@@ -210,24 +191,8 @@ def test_the_gateway_stays_under_the_smscs_limit_and_loses_nothing(world: World,
     registry = CardRegistry(world.engine, world.ledger)
     for n in range(count):
         msisdn = str(first + n)
-        registry.register(
-            CardRegistration(
-                iccid=f"8986001234567891{n:03d}",
-                imsi=f"460001234568{n:03d}",
-                msisdn=msisdn,
-                customer_ref=f"customer:L{n}",
-                profile="wallet-cmcc-zh",
-                channel=AcceptanceChannel.SERVICE_HALL,
-                clerk="clerk-1",
-                scp03_kvn=0x30,
-                ota_key_version=1,
-                wallet_key_version=1,
-                personalized_at=1_780_000_000_000_000,
-            )
-        )
-        world.ledger.post_one(
-            Transfer(f"fund-{n}", "bank:ICBC/bank_settlement", f"customer:L{n}/customer_wallet", 10_000, TransferKind.DEPOSIT, Channel.BANK)
-        )
+        register(registry, f"8986001234567891{n:03d}", f"460001234568{n:03d}", msisdn, f"customer:L{n}")
+        fund(world.ledger, f"fund-{n}", f"customer:L{n}", 10_000)
         world.service.set_pin(msisdn, PIN_A)
 
     async def scenario() -> tuple[int, int, dict[str, int]]:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
+from gateway_helpers import fund, open_bank, register, service_transfers
 from pcsc_helpers import connect, transmit, wait_for_card
 from smartcard.scard import SCARD_LEAVE_CARD, SCardDisconnect  # type: ignore[import-untyped]
 from wallet_helpers import ICCID, SERVICE_NUMBER, WALLET_KVN, WALLET_MASTER, WALLET_PIN, personalized_card
@@ -22,17 +22,15 @@ from wallet_helpers import ICCID, SERVICE_NUMBER, WALLET_KVN, WALLET_MASTER, WAL
 from simwallet.applet.card.link import VpcdLink, port_for_reader
 from simwallet.applet.handset import Handset
 from simwallet.applet.handset_user import ScriptedUser
-from simwallet.gateway.cards import AcceptanceChannel, CardRegistration, CardRegistry
+from simwallet.gateway.cards import CardRegistry
 from simwallet.gateway.esme.app import Gateway, GatewayConfig
 from simwallet.gateway.esme.stk_channel import StkChannel
-from simwallet.gateway.ledger.ledger import AccountSpec, Ledger
-from simwallet.gateway.ledger.model import AccountKind, Channel, Transfer, TransferKind
+from simwallet.gateway.ledger.ledger import Ledger
 from simwallet.gateway.smsc import Account, SmscConfig, SmscServer
 from simwallet.gateway.smsc import AccountKind as SmscAccountKind
 from simwallet.gateway.smsc.air import sms_deliver_for, submit_sm_for
 from simwallet.gateway.smsc.phone import PhoneClient
 from simwallet.gateway.store.engine import open_engine
-from simwallet.gateway.store.schema import transfers
 from simwallet.gateway.wallet import WalletService, pin_verification_key
 from simwallet.provisioning.pcscd import PrivatePcscd
 
@@ -59,25 +57,9 @@ def test_balance_and_top_up_from_the_cards_menu_and_a_replay_refused(reader: str
     engine = open_engine(db_url)
     ledger = Ledger(engine)
     registry = CardRegistry(engine, ledger)
-    registry.register(
-        CardRegistration(
-            iccid=ICCID,
-            imsi="460001234567890",
-            msisdn=A,
-            customer_ref="customer:A1",
-            profile="wallet-cmcc-zh",
-            channel=AcceptanceChannel.SERVICE_HALL,
-            clerk="clerk-1",
-            scp03_kvn=0x30,
-            ota_key_version=1,
-            wallet_key_version=WALLET_KVN,
-            personalized_at=1_780_000_000_000_000,
-        )
-    )
-    ledger.open_accounts([AccountSpec(AccountKind.BANK_SETTLEMENT, "bank:ICBC")])
-    ledger.post_one(
-        Transfer("fund-a", "bank:ICBC/bank_settlement", "customer:A1/customer_wallet", 50_000, TransferKind.DEPOSIT, Channel.BANK)
-    )
+    register(registry, ICCID, "460001234567890", A, "customer:A1", wallet_key_version=WALLET_KVN)
+    open_bank(ledger)
+    fund(ledger, "fund-a", "customer:A1", 50_000)
     service = WalletService(engine, ledger, registry, pin_key=pin_verification_key(bytes(16)))
     stk = StkChannel(engine, registry, {WALLET_KVN: WALLET_MASTER}.get)
     handle, _ = connect(context, reader)
@@ -128,10 +110,6 @@ def test_balance_and_top_up_from_the_cards_menu_and_a_replay_refused(reader: str
         SCardDisconnect(handle, SCARD_LEAVE_CARD)
     assert screens == ["您的手机钱包余额为500.00元", "已为138****8000充值话费50.00元，钱包余额450.00元"]
     assert replays == 1
-    with engine.connect() as conn:
-        posted = conn.execute(
-            sa.select(sa.func.count()).select_from(transfers).where(transfers.c.idempotency_key.like("svc:stk:%"))
-        ).scalar_one()
-    assert posted == 1
+    assert service_transfers(engine, "svc:stk:") == 1
     assert ledger.account("customer:A1/customer_wallet").balance == 45_000
     engine.dispose()

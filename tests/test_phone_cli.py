@@ -25,21 +25,20 @@ from typing import Any, Self, TypeVar
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner, Result
+from gateway_helpers import fund, open_bank, register, service_transfers
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pcsc_helpers import wait_for_card
 from wallet_helpers import ICCID, WALLET_KVN, WALLET_MASTER, WALLET_PIN, Card, personalized_card
 
 from simwallet.applet.card.link import VpcdLink, port_for_reader
-from simwallet.gateway.cards import AcceptanceChannel, CardRegistration, CardRegistry, CardStatus
+from simwallet.gateway.cards import CardRegistry, CardStatus
 from simwallet.gateway.esme.app import Gateway, GatewayConfig
 from simwallet.gateway.esme.stk_channel import StkChannel
-from simwallet.gateway.ledger.ledger import AccountSpec, Ledger
-from simwallet.gateway.ledger.model import AccountKind, Channel, Transfer, TransferKind
+from simwallet.gateway.ledger.ledger import Ledger
 from simwallet.gateway.smsc import Account, SmscConfig, SmscServer
 from simwallet.gateway.smsc import AccountKind as SmscAccountKind
 from simwallet.gateway.store.engine import open_engine
-from simwallet.gateway.store.schema import transfers
 from simwallet.gateway.wallet import WalletService, pin_verification_key
 from simwallet.provisioning.cli.root import cli
 from simwallet.provisioning.pcscd import PrivatePcscd
@@ -64,35 +63,15 @@ class Wallet:
     service: WalletService
 
     def customer(self, msisdn: str, customer: str, iccid: str, *, fen: int, pin: str | None = PIN, active: bool = True) -> None:
-        self.registry.register(
-            CardRegistration(
-                iccid=iccid,
-                imsi=f"4600{iccid[-11:]}",
-                msisdn=msisdn,
-                customer_ref=customer,
-                profile="wallet-cmcc-zh",
-                channel=AcceptanceChannel.SERVICE_HALL,
-                clerk="clerk-1",
-                scp03_kvn=0x30,
-                ota_key_version=1,
-                wallet_key_version=WALLET_KVN,
-                personalized_at=1_780_000_000_000_000,
-            )
-        )
+        register(self.registry, iccid, f"4600{iccid[-11:]}", msisdn, customer, wallet_key_version=WALLET_KVN)
         if active:
             self.registry.set_status(iccid, CardStatus.ACTIVE)
-        self.ledger.post_one(
-            Transfer(
-                f"fund-{customer}", "bank:ICBC/bank_settlement", f"{customer}/customer_wallet", fen, TransferKind.DEPOSIT, Channel.BANK
-            )
-        )
+        fund(self.ledger, f"fund-{customer}", customer, fen)
         if pin is not None:
             self.service.set_pin(msisdn, pin)
 
     def service_transfers(self) -> int:
-        with self.engine.connect() as conn:
-            query = sa.select(sa.func.count()).select_from(transfers).where(transfers.c.idempotency_key.like("svc:%"))
-            return int(conn.execute(query).scalar_one())
+        return service_transfers(self.engine)
 
     def balance(self, customer: str) -> int:
         return self.ledger.account(f"{customer}/customer_wallet").balance
@@ -103,7 +82,7 @@ def wallet(sqlite_url: str) -> Iterator[Wallet]:
     engine = open_engine(sqlite_url)
     ledger = Ledger(engine)
     registry = CardRegistry(engine, ledger)
-    ledger.open_accounts([AccountSpec(AccountKind.BANK_SETTLEMENT, "bank:ICBC")])
+    open_bank(ledger)
     service = WalletService(engine, ledger, registry, pin_key=pin_verification_key(bytes(16)))
     try:
         yield Wallet(engine, ledger, registry, service)
