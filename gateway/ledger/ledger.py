@@ -59,6 +59,7 @@ from simwallet.gateway.ledger.model import (
 from simwallet.gateway.ledger.posting import AccountRow, CampaignState, Grant, References, Workspace
 from simwallet.gateway.promotions.rules import CampaignRule, Usage
 from simwallet.gateway.store.schema import accounts, campaign_events, campaign_usage, campaigns, holds, product_tiers, transfers
+from simwallet.gateway.store.sql import one_of
 from simwallet.gateway.store.tx import run_in_transaction
 
 # Requests in one batch: bounds the locks one transaction holds and the size of
@@ -380,10 +381,7 @@ class Ledger:
         return query.with_for_update() if self._pg else query
 
     def _in(self, column: sa.Column[Any], values: Iterable[Any]) -> sa.ColumnElement[bool]:
-        """``column IN values``; on PostgreSQL one array parameter (``= ANY``), cheaper than thousands of placeholders."""
-        if self._pg:
-            return column == sa.any_(sa.bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
-        return column.in_(list(values))
+        return one_of(self.engine.dialect, column, values)
 
     def _lock_accounts(self, conn: sa.Connection, ids: set[int], refs: set[str]) -> dict[int, AccountRow]:
         if not ids and not refs:
@@ -410,7 +408,7 @@ class Ledger:
         if not found:
             return
         caused: dict[int, list[PostedTransfer]] = {}
-        for row in conn.execute(sa.select(transfers).where(transfers.c.cause_id.in_(list(found))).order_by(transfers.c.id)):
+        for row in conn.execute(sa.select(transfers).where(self._in(transfers.c.cause_id, found)).order_by(transfers.c.id)):
             caused.setdefault(row.cause_id, []).append(row_to_transfer(row))
         for row in found.values():
             refs.existing[row.idempotency_key] = (row.body_hash, [row_to_transfer(row), *caused.get(row.id, [])])

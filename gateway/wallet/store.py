@@ -1,9 +1,10 @@
 """Table access of the wallet service: one statement per question, for a whole batch at once.
 
 Every function takes an open connection and asks about all the keys, numbers
-or customers of a batch in one statement (``IN`` lists stay far below both
-databases' bound-parameter limits, since a batch holds at most
-``SERVICE_BATCH_MAX`` requests). The service decides which transaction each
+or customers of a batch in one statement (:func:`~simwallet.gateway.store.sql.one_of`:
+one array parameter on PostgreSQL, so the statement's text is the same for
+every batch; ``IN`` lists on SQLite stay far below its bound-parameter limit,
+since a batch holds at most ``SERVICE_BATCH_MAX`` requests). The service decides which transaction each
 runs in; nothing here commits.
 
 Tables (gateway/store/schema.py): ``wallet_pins`` (verifiers and try
@@ -36,6 +37,7 @@ from simwallet.gateway.store.schema import (
     wallet_pins,
     wallet_replies,
 )
+from simwallet.gateway.store.sql import one_of
 from simwallet.gateway.wallet.outcomes import Outcome, ServiceReply, decode_params, encode_params
 from simwallet.gateway.wallet.pins import PinRecord
 from simwallet.gateway.wallet.replies import CardRow, WalletBalance
@@ -62,7 +64,7 @@ def _insert(conn: sa.Connection) -> Any:
 def cards_by_msisdn(conn: sa.Connection, msisdns: Collection[str]) -> dict[str, CardRow]:
     if not msisdns:
         return {}
-    query = sa.select(cards.c.msisdn, cards.c.customer_ref, cards.c.status).where(cards.c.msisdn.in_(sorted(msisdns)))
+    query = sa.select(cards.c.msisdn, cards.c.customer_ref, cards.c.status).where(one_of(conn.dialect, cards.c.msisdn, sorted(msisdns)))
     return {r.msisdn: CardRow(r.msisdn, r.customer_ref, CardStatus(r.status)) for r in conn.execute(query)}
 
 
@@ -79,7 +81,7 @@ def lock_pins(conn: sa.Connection, customer_refs: Collection[str]) -> dict[str, 
         return {}
     query = (
         sa.select(wallet_pins.c.customer_ref, wallet_pins.c.verifier, wallet_pins.c.key_check, wallet_pins.c.wrong_tries)
-        .where(wallet_pins.c.customer_ref.in_(sorted(customer_refs)))
+        .where(one_of(conn.dialect, wallet_pins.c.customer_ref, sorted(customer_refs)))
         .order_by(wallet_pins.c.customer_ref)
     )
     if conn.dialect.name == "postgresql":
@@ -125,7 +127,8 @@ def stored_replies(conn: sa.Connection, keys: Collection[str]) -> dict[str, Serv
     if not keys:
         return {}
     c = wallet_replies.c
-    query = sa.select(c.request_key, c.message_id, c.lang, c.outcome, c.params, c.transfer_ids).where(c.request_key.in_(sorted(keys)))
+    columns = (c.request_key, c.message_id, c.lang, c.outcome, c.params, c.transfer_ids)
+    query = sa.select(*columns).where(one_of(conn.dialect, c.request_key, sorted(keys)))
     out: dict[str, ServiceReply] = {}
     for r in conn.execute(query):
         message_id = MessageId(r.message_id)
@@ -175,14 +178,14 @@ def posted_ledger_keys(conn: sa.Connection, keys: Collection[str]) -> set[str]:
     """Which of these ledger idempotency keys have a transfer already (a request answered before a crash)."""
     if not keys:
         return set()
-    query = sa.select(transfers.c.idempotency_key).where(transfers.c.idempotency_key.in_(sorted(keys)))
+    query = sa.select(transfers.c.idempotency_key).where(one_of(conn.dialect, transfers.c.idempotency_key, sorted(keys)))
     return set(conn.execute(query).scalars())
 
 
 def existing_accounts(conn: sa.Connection, refs: Collection[str]) -> set[str]:
     if not refs:
         return set()
-    return set(conn.execute(sa.select(accounts.c.ref).where(accounts.c.ref.in_(sorted(refs)))).scalars())
+    return set(conn.execute(sa.select(accounts.c.ref).where(one_of(conn.dialect, accounts.c.ref, sorted(refs)))).scalars())
 
 
 def open_airtime_accounts(conn: sa.Connection, customer_refs: Collection[str], now_us: int) -> None:
@@ -199,7 +202,8 @@ def wallet_balances(conn: sa.Connection, refs: Collection[str]) -> dict[str, Wal
     if not refs:
         return {}
     c = accounts.c
-    query = sa.select(c.id, c.ref, c.tier, c.credits_posted, c.debits_posted, c.debits_pending).where(c.ref.in_(sorted(refs)))
+    columns = (c.id, c.ref, c.tier, c.credits_posted, c.debits_posted, c.debits_pending)
+    query = sa.select(*columns).where(one_of(conn.dialect, c.ref, sorted(refs)))
     return {r.ref: WalletBalance(r.id, r.credits_posted - r.debits_posted - r.debits_pending, r.tier) for r in conn.execute(query)}
 
 
@@ -211,13 +215,13 @@ def opt_out(conn: sa.Connection, msisdns: Collection[str], now_us: int) -> None:
 
 def opt_in(conn: sa.Connection, msisdns: Collection[str]) -> None:
     if msisdns:
-        conn.execute(sa.delete(marketing_opt_outs).where(marketing_opt_outs.c.msisdn.in_(sorted(msisdns))))
+        conn.execute(sa.delete(marketing_opt_outs).where(one_of(conn.dialect, marketing_opt_outs.c.msisdn, sorted(msisdns))))
 
 
 def opted_out(conn: sa.Connection, msisdns: Collection[str]) -> set[str]:
     if not msisdns:
         return set()
-    query = sa.select(marketing_opt_outs.c.msisdn).where(marketing_opt_outs.c.msisdn.in_(sorted(msisdns)))
+    query = sa.select(marketing_opt_outs.c.msisdn).where(one_of(conn.dialect, marketing_opt_outs.c.msisdn, sorted(msisdns)))
     return set(conn.execute(query).scalars())
 
 
