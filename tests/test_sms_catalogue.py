@@ -114,6 +114,19 @@ def test_unregistered_points_to_a_service_hall_with_id() -> None:
     assert "service hall" in en and "ID" in en
 
 
+def test_a_wallet_without_pin_is_sent_to_set_one_not_to_register() -> None:
+    zh, en = render(MessageId.PIN_NOT_SET, Lang.ZH), render(MessageId.PIN_NOT_SET, Lang.EN)
+    assert "设置" in zh and "营业厅" in zh and "开通" not in zh
+    assert "set one" in en and "service hall" in en and "register" not in en.lower()
+
+
+def test_a_full_payee_wallet_names_the_payee_masked() -> None:
+    zh = render(MessageId.PAYEE_LIMIT, Lang.ZH, payee="8613900139000")
+    en = render(MessageId.PAYEE_LIMIT, Lang.EN, payee="8613900139000")
+    assert "上限" in zh and "13900139000" not in zh
+    assert en.startswith("The wallet of ") and "13900139000" not in en and "Nothing was paid" in en
+
+
 # ------------------------------------------------------------------ formatting
 
 

@@ -310,7 +310,7 @@ def test_unregistered_blocked_retired_and_no_pin(world: World) -> None:
     check(world.send(STRANGER, f"BAL {PIN_A}"), MessageId.UNREGISTERED, Outcome.UNREGISTERED)
     check(world.send(RETIRED, f"余额 {PIN_A}"), MessageId.UNREGISTERED, Outcome.UNREGISTERED)
     check(world.send(BLOCKED, f"余额 {PIN_A}"), MessageId.ACCOUNT_FROZEN, Outcome.CARD_BLOCKED)
-    check(world.send(NO_PIN, f"TOPUP 10 {PIN_A}"), MessageId.UNREGISTERED, Outcome.NO_PIN)
+    check(world.send(NO_PIN, f"TOPUP 10 {PIN_A}"), MessageId.PIN_NOT_SET, Outcome.NO_PIN)
     check(world.send(STRANGER, "HELP"), MessageId.HELP)
     assert world.service_transfers() == 0
     with pytest.raises(UnknownCustomer):
@@ -358,8 +358,10 @@ def test_limits_name_themselves(world: World) -> None:
         limit_fen=fen,
     )
     # The payee's maximum balance: B holds 200.00, 1,400.00 more would pass 1,500.00.
+    # The reply says so without telling the payer the payee's limit.
     reply = world.send(A, f"PAY 13900139000 1400 {PIN_A}")
-    check(reply, MessageId.LIMIT_EXCEEDED, Outcome.REFUSED, limit=LimitKind.MAX_BALANCE, limit_fen=BASIC.balance_max)
+    check(reply, MessageId.PAYEE_LIMIT, Outcome.REFUSED, payee="8613900139000")
+    assert "1,500" not in render(reply.message_id, reply.lang, **reply.params)
     world.ledger.set_tier(Tier("basic", per_txn_max=300_000, per_day_max=60_000, per_month_max=80_000, balance_max=150_000))
     check(world.send(A, f"PAY M123456 500 {PIN_A}"), MessageId.PAY_OK, payee="M123456", amount_fen=50_000, balance_fen=50_000)
     check(world.send(A, f"PAY M123456 200 {PIN_A}"), MessageId.LIMIT_EXCEEDED, Outcome.REFUSED, limit=LimitKind.PER_DAY, limit_fen=60_000)

@@ -140,6 +140,7 @@ class MessageId(enum.StrEnum):
     PIN_SAME = "pin_same"
     # Outcomes of the service layer.
     UNREGISTERED = "unregistered"
+    PIN_NOT_SET = "pin_not_set"
     NOT_CUSTOMER = "not_customer"
     BALANCE = "balance"
     TOPUP_OK = "topup_ok"
@@ -155,6 +156,7 @@ class MessageId(enum.StrEnum):
     INSUFFICIENT_FUNDS = "insufficient_funds"
     LIMIT_EXCEEDED = "limit_exceeded"
     PAYEE_UNKNOWN = "payee_unknown"
+    PAYEE_LIMIT = "payee_limit"
     ACCOUNT_FROZEN = "account_frozen"
     STOPPED = "stopped"
     STARTED = "started"
@@ -262,6 +264,10 @@ CATALOGUE: Mapping[MessageId, Message] = {
         "您尚未开通手机钱包，请携带本人身份证到移动营业厅办理",
         "This number has no wallet yet. To register, visit a service hall with your ID card",
     ),
+    MessageId.PIN_NOT_SET: Message(
+        "您的手机钱包尚未设置支付密码，请携带本人身份证到营业厅设置",
+        "Your wallet has no PIN yet. To set one, visit a service hall with your ID card",
+    ),
     MessageId.NOT_CUSTOMER: Message(
         "本业务仅限本网手机钱包客户使用",
         "This service is only for wallet customers of this network",
@@ -332,6 +338,11 @@ CATALOGUE: Mapping[MessageId, Message] = {
     MessageId.PAYEE_UNKNOWN: Message(
         "收款方{payee}未开通手机钱包，交易未完成",
         "{payee} has no wallet. Nothing was paid",
+        {"payee": ParamKind.PAYEE},
+    ),
+    MessageId.PAYEE_LIMIT: Message(
+        "收款方{payee}的钱包余额将超过上限，交易未完成",
+        "The wallet of {payee} cannot take this much (it would pass its balance limit). Nothing was paid",
         {"payee": ParamKind.PAYEE},
     ),
     MessageId.ACCOUNT_FROZEN: Message(

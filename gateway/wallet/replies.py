@@ -14,6 +14,7 @@ refusal                           field                reply
 ================================  ===================  ==========================================
 ``exceeds_credits``               ``debit_account``    ``insufficient_funds`` (balance now)
 ``limit_exceeded``                ``limit.per_txn`` …  ``limit_exceeded`` naming the limit and its amount
+``limit_exceeded``                ``limit.balance``    ``payee_limit`` on a P2P payment (the payee's wallet is full)
 ``account_frozen``/``closed``     ``debit_account``    ``account_frozen``
 ``account_frozen``/``closed``/    ``credit_account``   ``payee_unknown`` (``biller_invalid`` for a bill)
 ``account_not_found``
@@ -277,14 +278,27 @@ def _payee_refused(request: ServiceRequest) -> ServiceReply:
     return reply(MessageId.PAYEE_UNKNOWN, lang, Outcome.REFUSED, {"payee": payee})
 
 
+def _limit_refusal(request: ServiceRequest, error: RequestError, limit_fen: int | None) -> ServiceReply | None:
+    """A limit refusal: the payer's limit by name and amount; a P2P payee's full wallet without the payee's limit."""
+    limit = LIMITS.get(error.field or "")
+    if limit is None:
+        return None
+    cmd = request.command
+    if limit[0] is LimitKind.MAX_BALANCE and isinstance(cmd, Pay) and cmd.payee_kind is PayeeKind.MSISDN:
+        return reply(MessageId.PAYEE_LIMIT, request.lang, Outcome.REFUSED, {"payee": cmd.payee})
+    if limit_fen is None:
+        return None
+    return reply(MessageId.LIMIT_EXCEEDED, request.lang, Outcome.REFUSED, {"limit": limit[0], "limit_fen": limit_fen})
+
+
 def refusal(request: ServiceRequest, error: RequestError, *, balance: int, limit_fen: int | None) -> ServiceReply:
     """The reply to a transfer the ledger refused (the table in the module docstring); ``unavailable`` if unforeseen."""
     code, lang = error.reject_code, request.lang
     if code is RejectCode.EXCEEDS_CREDITS and error.field == "debit_account":
         return reply(MessageId.INSUFFICIENT_FUNDS, lang, Outcome.REFUSED, {"balance_fen": balance})
-    limit = LIMITS.get(error.field or "")
-    if code is RejectCode.LIMIT_EXCEEDED and limit is not None and limit_fen is not None:
-        return reply(MessageId.LIMIT_EXCEEDED, lang, Outcome.REFUSED, {"limit": limit[0], "limit_fen": limit_fen})
+    limited = _limit_refusal(request, error, limit_fen) if code is RejectCode.LIMIT_EXCEEDED else None
+    if limited is not None:
+        return limited
     if code in _STATUS_REFUSALS and error.field == "debit_account":
         return reply(MessageId.ACCOUNT_FROZEN, lang, Outcome.REFUSED)
     if (code in _STATUS_REFUSALS or code is RejectCode.ACCOUNT_NOT_FOUND) and error.field == "credit_account":

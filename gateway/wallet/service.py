@@ -51,8 +51,8 @@ grows with traffic: the operator's retention job calls :meth:`WalletService.prun
 
 Decisions, where the brief leaves room:
 
-* No wallet PIN set: the catalogue has no "set your PIN" message yet; the
-  reply is ``unregistered`` (register at a service hall) with outcome
+* No wallet PIN set (a card registered, the service hall's ``wallet
+  pin-set`` not yet done): ``pin_not_set`` (set one at a service hall), outcome
   ``no_pin``.
 * A blocked card answers ``account_frozen`` (``card_blocked``); a retired
   card is no card (``unregistered``). STOP and START need no card: anyone may
@@ -73,8 +73,10 @@ Decisions, where the brief leaves room:
   (``biller:water`` …), which the operator opens with those references; a
   missing one answers ``payee_unknown`` or ``biller_invalid``. The bill's
   account number is the transfer's memo.
-* A maximum-balance refusal on a P2P payment is the payee's limit; the
-  catalogue's wording ("your …") fits the payer's limits only.
+* A maximum-balance refusal is the credited wallet's: on a P2P payment the
+  payee's, answered ``payee_limit`` without the payee's limit (that is the
+  payee's business); the payer's own limits answer ``limit_exceeded`` with
+  the limit's name and amount.
 """
 
 from __future__ import annotations
@@ -322,7 +324,7 @@ class WalletService:
         cmd, lang = request.command, request.lang
         record = state.pins.get(customer)
         if record is None:
-            return None if request.pin_verified_by_card else reply(MessageId.UNREGISTERED, lang, Outcome.NO_PIN)
+            return None if request.pin_verified_by_card else reply(MessageId.PIN_NOT_SET, lang, Outcome.NO_PIN)
         if request.pin_verified_by_card:
             return reply(MessageId.WALLET_LOCKED, lang, Outcome.LOCKED) if record.locked else None
         pin = cmd.old_pin if isinstance(cmd, ChangePin) else getattr(cmd, "pin", "")
