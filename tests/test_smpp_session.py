@@ -59,7 +59,7 @@ from simwallet.gateway.smpp.session import (
     refusal,
 )
 from simwallet.gateway.smpp.tlv import OptionalParams
-from simwallet.gateway.smpp.window import CONTROL_REQUESTS_MAX, RequestWindow, backoff_s
+from simwallet.gateway.smpp.window import CONTROL_REQUESTS_MAX, HEAP_SLACK, RequestWindow, backoff_s
 
 S = SessionState
 T0 = 1000.0
@@ -659,6 +659,31 @@ def test_window_and_config_limits() -> None:
     window.add(Pdu(submit(), 1), T0, 1.0, windowed=True)
     with pytest.raises(FieldError):
         window.add(Pdu(submit(), 1), T0, 1.0, windowed=True)
+
+
+WINDOW_SIZE = 300
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["add", "keepalive", "pop", "expire"]), st.integers(0, 300), st.floats(0.5, 30.0)), max_size=400))
+def test_window_deadlines_and_keepalives_match_a_full_scan(steps: list[tuple[str, int, float]]) -> None:
+    # The heap and the per-command counts against the plain definition, through answers, expiries and rebuilds.
+    window = RequestWindow(WINDOW_SIZE, first_sequence_number=1)
+    now = T0
+    for op, pick, timeout in steps:
+        now += 0.01
+        waiting = [request.sequence_number for request in window.requests()]
+        if op in ("add", "keepalive") and window.has_room(windowed=op == "add"):
+            number = window.allocate(windowed=op == "add")
+            window.add(Pdu(submit() if op == "add" else EnquireLink(), number), now, timeout, windowed=op == "add")
+        elif op == "pop" and waiting:
+            window.pop(waiting[pick % len(waiting)])
+        elif op == "expire":
+            window.expired(now + pick / 10)
+        entries = [window.get(request.sequence_number) for request in window.requests()]
+        assert window.earliest_deadline() == min((e.deadline for e in entries if e is not None), default=None)
+        assert window.awaiting(CommandId.ENQUIRE_LINK) == any(r.command_id == CommandId.ENQUIRE_LINK for r in window.requests())
+        assert len(window._deadlines) <= 2 * len(window) + HEAP_SLACK + 1  # bounded: answered requests leave the heap
 
 
 # Many messages, both ways, out of order.

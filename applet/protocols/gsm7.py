@@ -86,6 +86,8 @@ _DECODE_EXTENSION: dict[int, str] = {code: char for char, code in _EXTENSION.ite
 
 #: Every character the default alphabet and its extension table can carry.
 GSM7_CHARACTERS: frozenset[str] = frozenset(_ENCODE)
+# encode_gsm7's table for str.translate: each character to its septet(s) as Latin-1 text.
+_TRANSLATE: dict[int, str] = {ord(char): code.decode("latin-1") for char, code in _ENCODE.items()}
 #: The characters that take two septets (escape + code).
 GSM7_EXTENSION_CHARACTERS: frozenset[str] = frozenset(_EXTENSION)
 
@@ -96,15 +98,14 @@ def encode_gsm7(text: str) -> bytes:
     Raises :class:`CodecError` naming the first character outside the
     alphabet and its index in ``text``.
     """
-    out = bytearray()
-    for index, char in enumerate(text):
-        code = _ENCODE.get(char)
-        if code is None:
-            raise CodecError(f"character {char!r} (U+{ord(char):04X}) at index {index} is not in the GSM 7-bit default alphabet")
-        out += code
+    if not GSM7_CHARACTERS.issuperset(text):
+        index, char = next((i, c) for i, c in enumerate(text) if c not in _ENCODE)
+        raise CodecError(f"character {char!r} (U+{ord(char):04X}) at index {index} is not in the GSM 7-bit default alphabet")
+    # Every septet (and the escape) is below 0x80: one Latin-1 character each.
+    out = text.translate(_TRANSLATE).encode("latin-1")
     if len(out) > SEPTETS_MAX:
         raise CodecError(f"{len(out)} septets exceed SEPTETS_MAX {SEPTETS_MAX}")
-    return bytes(out)
+    return out
 
 
 def decode_gsm7(septets: bytes) -> str:
@@ -136,7 +137,7 @@ def decode_gsm7(septets: bytes) -> str:
 
 def can_encode_gsm7(text: str) -> bool:
     """True when every character of ``text`` is in the default alphabet or its extension table."""
-    return all(char in _ENCODE for char in text)
+    return GSM7_CHARACTERS.issuperset(text)
 
 
 def septet_length(text: str) -> int:

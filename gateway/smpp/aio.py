@@ -8,8 +8,9 @@ protocol; this module only moves bytes and time. One pump task per connection
 reads whatever the socket has, feeds it to the session, hands out the events
 (futures for our requests, ``on_request`` for the peer's), runs the timers
 (overdue responses, enquire_link when the peer is quiet, dropping a silent
-peer) and writes what the session answered by itself, in one write per read
-batch. Every request of ours gets a future keyed by its sequence_number;
+peer) and writes what the session answered by itself. Whatever is written
+during one pass of the event loop (the pump's answers, every task's requests
+and responses) leaves in one transport write at the end of the pass. Every request of ours gets a future keyed by its sequence_number;
 :meth:`SmppConnection.request` waits for a window slot (parked on a FIFO of
 futures, woken one per freed slot), sends, and awaits that future. The clock
 is the event loop's (``loop.time()``), the one both the session's ``now`` and
@@ -153,6 +154,8 @@ class SmppConnection:
         self.bound_as: str | None = None
         # The pump's read deadline while it waits for the peer (brought forward by _wake_pump).
         self._read_timeout: asyncio.Timeout | None = None
+        # What this pass of the event loop wrote, sent in one transport write at the pass's end (see _write).
+        self._out = bytearray()
         _set_nodelay(writer)
         self._pump_task = self._loop.create_task(self._pump(), name=f"smpp-pump {self.peer}")
 
@@ -326,7 +329,7 @@ class SmppConnection:
                     self._shutdown(self._close_reason or "session closed")
                     break
                 transport = self._writer.transport
-                if transport.get_write_buffer_size() > WRITE_BUFFER_OCTETS_HIGH:
+                if transport.get_write_buffer_size() + len(self._out) > WRITE_BUFFER_OCTETS_HIGH:
                     await self._writer.drain()
         except (OSError, EOFError) as exc:
             self._shutdown(f"connection error: {exc}")
@@ -439,8 +442,21 @@ class SmppConnection:
                 room -= 1
 
     def _write(self, data: bytes) -> None:
-        if data and not self._writer.transport.is_closing():
-            self._writer.write(data)
+        """Queue ``data``; everything queued during one pass of the event loop leaves in one write (one send(2)).
+
+        Under load many tasks send a request or a response in the same pass; with
+        TCP_NODELAY each write would be its own segment and system call.
+        """
+        if not data or self._writer.transport.is_closing():
+            return
+        if not self._out:
+            self._loop.call_soon(self._flush)
+        self._out += data
+
+    def _flush(self) -> None:
+        if self._out and not self._writer.transport.is_closing():
+            self._writer.write(bytes(self._out))
+        self._out.clear()
 
     def _shutdown(self, reason: str) -> None:
         """Close once: the session, the transport, every waiting request and every window waiter."""
@@ -463,6 +479,7 @@ class SmppConnection:
             if not waiter.done():
                 waiter.set_result(None)
         self._closed.set()
+        self._flush()
         self._writer.close()
 
 

@@ -414,7 +414,7 @@ class SmppSession:
         return (
             self._state in BOUND
             and now - self._last_received >= self.config.enquire_link_interval_s
-            and not any(request.command_id == CommandId.ENQUIRE_LINK for request in self._window.requests())
+            and not self._window.awaiting(CommandId.ENQUIRE_LINK)
         )
 
     def peer_silent(self, now: float) -> bool:
@@ -426,7 +426,7 @@ class SmppSession:
         if self._state is _S.CLOSED:
             return None
         deadlines = [self._last_received + self.config.peer_silence_timeout_s]
-        keepalive_out = any(request.command_id == CommandId.ENQUIRE_LINK for request in self._window.requests())
+        keepalive_out = self._window.awaiting(CommandId.ENQUIRE_LINK)
         if self._state in BOUND and not keepalive_out:
             # While our enquire_link waits for its answer, its own response deadline is the one that matters.
             deadlines.append(self._last_received + self.config.enquire_link_interval_s)

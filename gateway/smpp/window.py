@@ -17,6 +17,8 @@ randomness from the caller.
 
 from __future__ import annotations
 
+import heapq
+from collections import Counter
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -29,6 +31,9 @@ SEQUENCE_NUMBER_MIN = 1
 CONTROL_REQUESTS_MAX = 4
 # The largest window: a bigger one only hides a peer that has stopped answering.
 WINDOW_SIZE_MAX = 10_000
+# The deadline heap is rebuilt from the requests still waiting when it holds this many
+# answered ones beyond twice their number: bounded memory, O(1) amortised per request.
+HEAP_SLACK = 64
 
 
 class RandomSource(Protocol):
@@ -80,6 +85,10 @@ class RequestWindow:
         # Insertion order is send order.
         self._entries: dict[int, Outstanding] = {}
         self._windowed = 0
+        # (deadline, sequence_number) of every request added; answered ones leave lazily (earliest_deadline).
+        self._deadlines: list[tuple[float, int]] = []
+        # Requests waiting, by command_id (is a keep-alive out?).
+        self._commands: Counter[int] = Counter()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -109,8 +118,15 @@ class RequestWindow:
         """Keep ``request`` (its number from :meth:`allocate`) until its response or ``now + timeout_s``."""
         if request.sequence_number in self._entries:
             raise FieldError(CommandStatus.ESME_RSYSERR, f"{request.sequence_number} already awaits a response", field="sequence_number")
-        self._entries[request.sequence_number] = Outstanding(request, now, now + timeout_s, windowed)
+        entry = Outstanding(request, now, now + timeout_s, windowed)
+        self._entries[request.sequence_number] = entry
         self._windowed += windowed
+        self._commands[request.command_id] += 1
+        if len(self._deadlines) > 2 * len(self._entries) + HEAP_SLACK:
+            self._deadlines = [(e.deadline, n) for n, e in self._entries.items()]
+            heapq.heapify(self._deadlines)
+        else:
+            heapq.heappush(self._deadlines, (entry.deadline, request.sequence_number))
 
     def get(self, sequence_number: int) -> Outstanding | None:
         return self._entries.get(sequence_number)
@@ -119,7 +135,12 @@ class RequestWindow:
         entry = self._entries.pop(sequence_number, None)
         if entry is not None:
             self._windowed -= entry.windowed
+            self._commands[entry.request.command_id] -= 1
         return entry
+
+    def awaiting(self, command_id: int) -> bool:
+        """Whether a request of this command_id waits for its response."""
+        return self._commands[command_id] > 0
 
     def expired(self, now: float) -> list[Outstanding]:
         """Remove and return, in send order, the requests whose deadline is ``now`` or earlier."""
@@ -129,7 +150,14 @@ class RequestWindow:
         return late
 
     def earliest_deadline(self) -> float | None:
-        return min((entry.deadline for entry in self._entries.values()), default=None)
+        heap = self._deadlines
+        while heap:
+            deadline, number = heap[0]
+            entry = self._entries.get(number)
+            if entry is not None and entry.deadline == deadline:
+                return deadline
+            heapq.heappop(heap)  # answered (or its number reused since)
+        return None
 
     def requests(self) -> tuple[Pdu, ...]:
         """Every request awaiting a response, in send order."""
@@ -140,6 +168,8 @@ class RequestWindow:
         requests = self.requests()
         self._entries.clear()
         self._windowed = 0
+        self._deadlines.clear()
+        self._commands.clear()
         return requests
 
 

@@ -105,24 +105,28 @@ class TimedService:
 
     def reset(self) -> None:
         self.batches = self.requests = 0
-        self.busy_s = 0.0
+        self.busy_s = self.cpu_s = 0.0
         self.largest = 0
         self.since = time.perf_counter()
 
     def handle_batch(self, requests: Sequence[ServiceRequest]) -> list[ServiceReply]:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         try:
             return self.inner.handle_batch(requests)
         finally:
             self.busy_s += time.perf_counter() - started
+            self.cpu_s += time.thread_time() - cpu_started
             self.batches += 1
             self.requests += len(requests)
             self.largest = max(self.largest, len(requests))
 
     def report(self) -> str:
-        """One line: ``service: batches B requests R largest L busy_s S wall_s W``."""
+        """One line: ``service: batches B requests R largest L busy_s S cpu_s C wall_s W``."""
         wall = time.perf_counter() - self.since
-        return f"service: batches {self.batches} requests {self.requests} largest {self.largest} busy_s {self.busy_s:.3f} wall_s {wall:.3f}"
+        return (
+            f"service: batches {self.batches} requests {self.requests} largest {self.largest}"
+            f" busy_s {self.busy_s:.3f} cpu_s {self.cpu_s:.3f} wall_s {wall:.3f}"
+        )
 
 
 def wallet_service(url: str) -> WalletService:

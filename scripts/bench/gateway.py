@@ -36,8 +36,10 @@ counts submit_sm the SMSC refused. Each run also prints the CPU each process
 used during the interval (100% = one core; ``other`` is the machine's busy
 time no process of the run accounts for: kernel work and, on a virtual
 machine, a busy host), what the gateway's service calls did (batches, their
-size, and how much of the interval the one batcher spent inside them), which
-together name the bottleneck.
+size, the time inside each and how much of it the service's thread spent on
+the CPU, the rest being database round trips and waits for the GIL, and how
+much of the interval the one batcher spent inside them), which together name
+the bottleneck.
 
 The three runs go round ``--rounds`` times (default 2), in turn, so that
 interference from outside (a busy host) falls on all three alike; each
@@ -98,7 +100,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PY_SPY = Path(sys.executable).with_name("py-spy")
 SPY_RATE_HZ = 100
 # What the gateway prints on SIGUSR2 (_gwload.TimedService.report).
-SERVICE_LINE = re.compile(r"service: batches (\d+) requests (\d+) largest (\d+) busy_s ([\d.]+) wall_s ([\d.]+)")
+SERVICE_LINE = re.compile(r"service: batches (\d+) requests (\d+) largest (\d+) busy_s ([\d.]+) cpu_s ([\d.]+) wall_s ([\d.]+)")
 # py-spy frames that are a process waiting for work, not doing it.
 # py-spy frames every busy sample of a process is inside: not worth naming.
 ENTRY_FRAMES = ("<module>", "serve_main", "serve ")
@@ -354,10 +356,11 @@ def run(config: Config, settings: Settings, round_no: int) -> RunResult:
     print(f"  cpu during the interval (100% = one core): {probe.cpu_line()}", flush=True)
     if service:
         batches, requests, largest = (int(service.group(i)) for i in (1, 2, 3))
-        busy, wall = float(service.group(4)), float(service.group(5))
+        busy, cpu, wall = (float(service.group(i)) for i in (4, 5, 6))
         print(
             f"  gateway service: {batches} batches of {requests / max(batches, 1):.1f} requests on average (largest {largest}),"
-            f" {busy * 1000 / max(batches, 1):.1f} ms each; the batcher was inside the service {busy / wall * 100:.0f}% of the time",
+            f" {busy * 1000 / max(batches, 1):.1f} ms each ({cpu * 1000 / max(batches, 1):.1f} ms of them on the CPU);"
+            f" the batcher was inside the service {busy / wall * 100:.0f}% of the time",
             flush=True,
         )
     for line in probe.spy_lines():
