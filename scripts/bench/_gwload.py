@@ -241,6 +241,8 @@ class RunResult:
     answered_total: int
     unexpected: int
     refused: int
+    # Set by the benchmark from its CPU probe: every process's CPU during the interval per reply.
+    cpu_per_mo_us: float = 0.0
 
     @property
     def rate(self) -> float:

@@ -39,7 +39,9 @@ machine, a busy host), what the gateway's service calls did (batches, their
 size, the time inside each and how much of it the service's thread spent on
 the CPU, the rest being database round trips and waits for the GIL, and how
 much of the interval the one batcher spent inside them), which together name
-the bottleneck.
+the bottleneck, and the CPU of everything (processes and kernel) per reply:
+the full service's figure less echo's is what parse → PIN → ledger → stored
+reply costs the machine per message, PostgreSQL's own work included.
 
 The three runs go round ``--rounds`` times (default 2), in turn, so that
 interference from outside (a busy host) falls on all three alike; each
@@ -257,6 +259,10 @@ class Probe:
     def cpu_line(self) -> str:
         return ", ".join(f"{name} {used / self.seconds * 100:.0f}%" for name, used in self.used.items())
 
+    def cpu_per_mo_us(self, replies: int) -> float:
+        """Microseconds of CPU, every process of the run and the kernel's share together, per reply of the interval."""
+        return sum(self.used.values()) / max(replies, 1) * 1e6
+
     def spy_lines(self, top: int = 7) -> list[str]:
         lines = []
         for name, spy, out in self.spies:
@@ -353,7 +359,11 @@ def run(config: Config, settings: Settings, round_no: int) -> RunResult:
         service = SERVICE_LINE.search(stop(gateway))
         stop(smsc)
     print(result_line(f"round {round_no} {config.label}", result), flush=True)
-    print(f"  cpu during the interval (100% = one core): {probe.cpu_line()}", flush=True)
+    result.cpu_per_mo_us = probe.cpu_per_mo_us(result.replies)
+    print(
+        f"  cpu during the interval (100% = one core): {probe.cpu_line()}; {result.cpu_per_mo_us:.0f} µs of CPU per MO in all",
+        flush=True,
+    )
     if service:
         batches, requests, largest = (int(service.group(i)) for i in (1, 2, 3))
         busy, cpu, wall = (float(service.group(i)) for i in (4, 5, 6))
@@ -461,6 +471,8 @@ def main() -> None:
                     best[config.label] = result
         for label, result in best.items():
             print(result_line(label, result) + (f" (best of {args.rounds} rounds)" if args.rounds > 1 else ""), flush=True)
+        if best:
+            print("cpu per MO (those rounds, all processes): " + ", ".join(f"{k} {r.cpu_per_mo_us:.0f} µs" for k, r in best.items()))
 
         if "memory" in runs:
             if args.memory_service == "sqlite":
