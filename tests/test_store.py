@@ -74,3 +74,33 @@ def test_postgresql_behind_head_is_refused_until_upgraded(pg_cluster: TempCluste
 def test_unsupported_database_is_a_clear_error() -> None:
     with pytest.raises(StoreError, match="unsupported database"):
         make_engine("mysql://localhost/x")
+
+
+def test_postgresql_plans_every_execution_and_looks_keys_up_by_index(pg_url: str) -> None:
+    # psycopg prepares a statement after five uses; PostgreSQL may then keep one generic plan made
+    # while wallet_replies was small (a sequential scan) as it grows. The engine asks for a plan per execution.
+    from simwallet.gateway.store.schema import wallet_replies
+
+    def rows(first: int, count: int) -> list[dict[str, object]]:
+        return [
+            {"request_key": f"k{n}", "channel": "sms", "msisdn": "8613800138000", "message_id": "balance",
+             "lang": "en", "outcome": "ok", "params": "{}", "transfer_ids": "[]", "ts_us": n}
+            for n in range(first, first + count)
+        ]  # fmt: skip
+
+    keys = "'{" + ",".join(f"x{n}" for n in range(75)) + "}'"
+    engine = open_engine(pg_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar_one() == "force_custom_plan"
+            conn.execute(wallet_replies.insert(), rows(0, 50))
+            conn.exec_driver_sql("ANALYZE wallet_replies")
+            conn.exec_driver_sql("PREPARE by_keys(varchar[]) AS SELECT request_key FROM wallet_replies WHERE request_key = ANY($1)")
+            for _ in range(8):  # past the plan cache's five custom plans, on a small table
+                conn.exec_driver_sql(f"EXECUTE by_keys({keys})").all()
+            conn.execute(wallet_replies.insert(), rows(50, 20_000))  # grows before any ANALYZE
+            plan = "\n".join(conn.exec_driver_sql("EXPLAIN EXECUTE by_keys('{k7,k70,k700}')").scalars())
+            conn.rollback()
+        assert "Index" in plan and "Seq Scan" not in plan
+    finally:
+        engine.dispose()

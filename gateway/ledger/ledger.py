@@ -214,10 +214,7 @@ class Ledger:
 
     def account(self, ref: int | str) -> Account:
         with self._read() as conn:
-            row = conn.execute(sa.select(accounts).where(_account_clause(ref))).first()
-        if row is None:
-            raise RequestError(RejectCode.ACCOUNT_NOT_FOUND, "account", f"no account {ref!r}")
-        return row_to_account(row)
+            return _account_in(conn, ref)
 
     def accounts(self, *, owner: str | None = None, kind: AccountKind | None = None, limit: int = 100,
                  after_id: int = 0) -> list[Account]:
@@ -298,6 +295,21 @@ class Ledger:
         if len(requests) > BATCH_LEN_MAX:
             raise RequestError(RejectCode.FIELD_INVALID, "batch", f"a batch holds at most {BATCH_LEN_MAX} requests")
         return self._in_tx(lambda conn: self._post(conn, list(items), requests, []))
+
+    def post_batch_in(self, conn: sa.Connection, items: Sequence[Request | Linked]) -> list[Result]:
+        """:meth:`post_batch` inside the caller's write transaction on this ledger's engine.
+
+        For a service whose own writes (replies, counters) must commit with the
+        postings or not at all. The caller runs the transaction again after a
+        retryable conflict (``store.tx.run_in_transaction``); the account locks are
+        taken here, after whatever the caller locked before.
+        """
+        requests = _flatten(items)
+        if not requests:
+            return []
+        if len(requests) > BATCH_LEN_MAX:
+            raise RequestError(RejectCode.FIELD_INVALID, "batch", f"a batch holds at most {BATCH_LEN_MAX} requests")
+        return self._post(conn, list(items), requests, [])
 
     def expire_due(self, limit: int = EXPIRE_BATCH_MAX) -> list[Result]:
         """Expire holds whose timeout has passed; returns one result per hold expired."""
@@ -569,18 +581,21 @@ class Ledger:
         with self._read() as conn:
             return recompute_sums(conn, [account.id], upto_id=transfer_id, upto_ts_us=ts_us).get(account.id, Sums())
 
-    def history(self, ref: int | str, *, limit: int = 50, before_id: int | None = None) -> list[HistoryLine]:
-        """An account's transfers, newest first, with the posted balance after each."""
-        account = self.account(ref)
+    def history(self, ref: int | str, *, limit: int = 50, before_id: int | None = None,
+                conn: sa.Connection | None = None) -> list[HistoryLine]:
+        """An account's transfers, newest first, with the posted balance after each (``conn``: in the caller's transaction)."""
+        if conn is None:
+            with self._read() as own:
+                return self.history(ref, limit=limit, before_id=before_id, conn=own)
+        account = _account_in(conn, ref)
         side = sa.or_(transfers.c.debit_account_id == account.id, transfers.c.credit_account_id == account.id)
         query = sa.select(transfers).where(side).order_by(transfers.c.id.desc()).limit(min(limit, HISTORY_LIMIT_MAX))
         if before_id is not None:
             query = query.where(transfers.c.id < before_id)
-        with self._read() as conn:
-            rows = [row_to_transfer(r) for r in conn.execute(query)]
-            if not rows:
-                return []
-            sums = recompute_sums(conn, [account.id], upto_id=rows[0].id).get(account.id, Sums())
+        rows = [row_to_transfer(r) for r in conn.execute(query)]
+        if not rows:
+            return []
+        sums = recompute_sums(conn, [account.id], upto_id=rows[0].id).get(account.id, Sums())
         sign = -1 if account.debit_normal else 1
         balance = sign * (sums.credits_posted - sums.debits_posted)
         out = []
@@ -658,6 +673,13 @@ def _accounts_named(requests: list[Request], refs: References) -> tuple[set[int]
 
 def _sums_of(row: AccountRow) -> Sums:
     return Sums(row.debits_pending, row.debits_posted, row.credits_pending, row.credits_posted)
+
+
+def _account_in(conn: sa.Connection, ref: int | str) -> Account:
+    row = conn.execute(sa.select(accounts).where(_account_clause(ref))).first()
+    if row is None:
+        raise RequestError(RejectCode.ACCOUNT_NOT_FOUND, "account", f"no account {ref!r}")
+    return row_to_account(row)
 
 
 def _account_clause(ref: int | str) -> sa.ColumnElement[bool]:

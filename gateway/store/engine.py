@@ -68,6 +68,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             parsed = parsed.set(drivername="postgresql+psycopg")
         kwargs.setdefault("pool_size", PG_POOL_SIZE)
         kwargs.setdefault("pool_pre_ping", True)
+        # psycopg prepares a statement after a few uses; PostgreSQL would then settle on one generic plan
+        # per connection, chosen while a table was small (a sequential scan of wallet_replies, say) and
+        # kept as it grows. Custom plans are made for each execution's values: the parse is still saved.
+        kwargs.setdefault("connect_args", {"options": "-c plan_cache_mode=force_custom_plan"})
         engine = sa.create_engine(parsed, isolation_level="READ COMMITTED", **kwargs)
         _setup_postgresql(engine)
         return engine
