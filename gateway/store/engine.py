@@ -54,8 +54,17 @@ def is_sqlite(url: str | sa.URL) -> bool:
     return sa.make_url(url).get_backend_name() == "sqlite"
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine set up for the ledger's concurrency model on either database."""
+def make_engine(url: str, *, plan_per_execution: bool = False, **kwargs: Any) -> Engine:
+    """An engine set up for the ledger's concurrency model on either database.
+
+    ``plan_per_execution`` (PostgreSQL): psycopg prepares a statement after a few
+    uses, and PostgreSQL may then keep one generic plan per connection, chosen
+    while a table was small (a sequential scan of an empty ``wallet_replies``)
+    until the table is next analysed. A serving gateway, whose statements name at
+    most a batch of keys, asks for a plan made for each execution's values
+    instead (the parse is still saved). Bulk ledger batches of thousands of keys
+    keep the generic plans: planning them each time costs more than it saves.
+    """
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -68,10 +77,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             parsed = parsed.set(drivername="postgresql+psycopg")
         kwargs.setdefault("pool_size", PG_POOL_SIZE)
         kwargs.setdefault("pool_pre_ping", True)
-        # psycopg prepares a statement after a few uses; PostgreSQL would then settle on one generic plan
-        # per connection, chosen while a table was small (a sequential scan of wallet_replies, say) and
-        # kept as it grows. Custom plans are made for each execution's values: the parse is still saved.
-        kwargs.setdefault("connect_args", {"options": "-c plan_cache_mode=force_custom_plan"})
+        if plan_per_execution:
+            kwargs.setdefault("connect_args", {"options": "-c plan_cache_mode=force_custom_plan"})
         engine = sa.create_engine(parsed, isolation_level="READ COMMITTED", **kwargs)
         _setup_postgresql(engine)
         return engine

@@ -50,6 +50,15 @@ class AppContext:
         self.close_later(engine.dispose)
         return engine
 
+    @cached_property
+    def serving_engine(self) -> Engine:
+        """The engine of a serving gateway: as :attr:`engine`, with a PostgreSQL plan per execution (``make_engine``)."""
+        from simwallet.gateway.store.engine import open_engine
+
+        engine = open_engine(self.db_url, plan_per_execution=True)
+        self.close_later(engine.dispose)
+        return engine
+
     def ledger(self) -> Ledger:
         from simwallet.gateway.ledger.ledger import Ledger
 

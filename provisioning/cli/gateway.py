@@ -85,6 +85,7 @@ def run(
     from simwallet.gateway.esme.stk_channel import StkChannel
     from simwallet.gateway.esme.stk_store import keystore_masters
     from simwallet.gateway.keystore import KeyFamily
+    from simwallet.gateway.ledger.ledger import Ledger
     from simwallet.gateway.runtime import collect_periodically, tune_for_serving
     from simwallet.gateway.wallet.pins import pin_verification_key
     from simwallet.gateway.wallet.service import WalletService
@@ -93,10 +94,11 @@ def run(
     password = read_passphrase_file(password_file, json_output=app.json) if password_file else os.environ.get(PASSWORD_ENV, "")
     keystore = open_keystore(app, keystore_path, passphrase_file)
     pin_key = pin_verification_key(keystore.active(KeyFamily.CARD_SECRETS).secrets_master())
-    ledger = app.ledger()
-    registry = CardRegistry(app.engine, ledger)
-    service = WalletService(app.engine, ledger, registry, pin_key=pin_key)
-    stk = StkChannel(app.engine, registry, keystore_masters(keystore))
+    engine = app.serving_engine
+    ledger = Ledger(engine)
+    registry = CardRegistry(engine, ledger)
+    service = WalletService(engine, ledger, registry, pin_key=pin_key)
+    stk = StkChannel(engine, registry, keystore_masters(keystore))
     config = GatewayConfig(
         host=host,
         port=port,

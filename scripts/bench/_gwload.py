@@ -130,7 +130,7 @@ class TimedService:
 
 
 def wallet_service(url: str) -> WalletService:
-    engine = open_engine(url)
+    engine = open_engine(url, plan_per_execution=True)  # as `simwallet gateway run` opens it
     ledger = Ledger(engine)
     return WalletService(engine, ledger, CardRegistry(engine, ledger), pin_key=PIN_KEY)
 
