@@ -50,8 +50,9 @@ from sqlalchemy.engine import Engine
 
 from simwallet.gateway.diversify import check_iccid
 from simwallet.gateway.errors import RejectCode, RequestError
-from simwallet.gateway.ledger.ledger import AccountSpec, Ledger, row_to_account, wall_clock_us
+from simwallet.gateway.ledger.ledger import AccountSpec, Ledger, wall_clock_us
 from simwallet.gateway.ledger.model import Account, AccountKind
+from simwallet.gateway.ledger.rows import row_to_account
 from simwallet.gateway.store.schema import accounts, cards, product_tiers
 from simwallet.gateway.store.tx import run_in_transaction
 

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from simwallet.gateway.errors import RejectCode, RequestError
 from simwallet.gateway.ledger import limits
-from simwallet.gateway.ledger.ledger import AccountSpec, Ledger, Sums, row_to_transfer
+from simwallet.gateway.ledger.ledger import AccountSpec, Ledger
 from simwallet.gateway.ledger.limits import Spent, Tier, check_inflow, check_outflow, day_key, month_key
 from simwallet.gateway.ledger.model import (
     AccountFlags,
@@ -40,6 +40,7 @@ from simwallet.gateway.ledger.model import (
     TransferKind,
     VoidPending,
 )
+from simwallet.gateway.ledger.rows import Sums, row_to_transfer
 from simwallet.gateway.ledger.verify import verify_ledger
 from simwallet.gateway.store.schema import accounts, holds, transfers
 

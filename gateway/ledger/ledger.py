@@ -44,7 +44,6 @@ from simwallet.gateway.ledger.model import (
     AccountFlags,
     AccountKind,
     AccountStatus,
-    Channel,
     Linked,
     Phase,
     PostedTransfer,
@@ -57,6 +56,16 @@ from simwallet.gateway.ledger.model import (
     VoidPending,
 )
 from simwallet.gateway.ledger.posting import AccountRow, CampaignState, Grant, References, Workspace
+from simwallet.gateway.ledger.rows import (
+    HistoryLine,
+    Sums,
+    account_clause,
+    account_in,
+    copy_rows,
+    recompute_sums,
+    row_to_account,
+    row_to_transfer,
+)
 from simwallet.gateway.promotions.rules import CampaignRule, Usage
 from simwallet.gateway.store.schema import accounts, campaign_events, campaign_usage, campaigns, holds, product_tiers, transfers
 from simwallet.gateway.store.sql import one_of
@@ -85,16 +94,6 @@ def wall_clock_us() -> int:
 
 
 @dataclass(frozen=True)
-class Sums:
-    """An account's four running sums, as cached or as recomputed."""
-
-    debits_pending: int = 0
-    debits_posted: int = 0
-    credits_pending: int = 0
-    credits_posted: int = 0
-
-
-@dataclass(frozen=True)
 class AccountSpec:
     """What it takes to open an account."""
 
@@ -106,36 +105,12 @@ class AccountSpec:
     tier: str | None = None
 
 
-@dataclass(frozen=True)
-class HistoryLine:
-    transfer: PostedTransfer
-    direction: str  # "debit" or "credit" from the account's side
-    balance_after: int  # posted balance after this transfer, in the account's natural direction
-
-
 def _flatten(items: Iterable[Request | Linked]) -> list[Request]:
     out: list[Request] = []
     for item in items:
         out.extend(item.requests if isinstance(item, Linked) else (item,))
     return out
 
-
-def row_to_transfer(row: Any) -> PostedTransfer:
-    return PostedTransfer(
-        id=row.id, idempotency_key=row.idempotency_key, debit_account_id=row.debit_account_id,
-        credit_account_id=row.credit_account_id, amount=row.amount, currency=row.currency,
-        kind=TransferKind(row.kind), channel=Channel(row.channel), phase=Phase(row.phase), ts_us=row.ts_us,
-        pending_id=row.pending_id, reverses_id=row.reverses_id, cause_id=row.cause_id, expires_us=row.expires_us,
-        memo=row.memo,
-    )
-
-
-def row_to_account(row: Any) -> Account:
-    return Account(
-        id=row.id, ref=row.ref, kind=AccountKind(row.kind), currency=row.currency, flags=AccountFlags(row.flags),
-        status=AccountStatus(row.status), owner=row.owner, tier=row.tier, debits_pending=row.debits_pending,
-        debits_posted=row.debits_posted, credits_pending=row.credits_pending, credits_posted=row.credits_posted,
-    )
 
 
 class Ledger:
@@ -214,7 +189,7 @@ class Ledger:
 
     def account(self, ref: int | str) -> Account:
         with self._read() as conn:
-            return _account_in(conn, ref)
+            return account_in(conn, ref)
 
     def accounts(self, *, owner: str | None = None, kind: AccountKind | None = None, limit: int = 100,
                  after_id: int = 0) -> list[Account]:
@@ -231,7 +206,7 @@ class Ledger:
         status = AccountStatus(status)
 
         def work(conn: sa.Connection) -> Account:
-            row = conn.execute(self._lock(sa.select(accounts).where(_account_clause(ref)))).first()
+            row = conn.execute(self._lock(sa.select(accounts).where(account_clause(ref)))).first()
             if row is None:
                 raise RequestError(RejectCode.ACCOUNT_NOT_FOUND, "account", f"no account {ref!r}")
             if row.status == AccountStatus.CLOSED.value:
@@ -478,7 +453,7 @@ class Ledger:
             conn.execute(transfers.insert(), rows)
             return
         # COPY inside the batch's transaction: the fastest bulk insert PostgreSQL has.
-        _copy_rows(conn, "transfers", rows)
+        copy_rows(conn, "transfers", rows)
 
     def _update_accounts(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
         columns = [c for c in rows[0] if c != "id"]
@@ -489,7 +464,7 @@ class Ledger:
         # COPY the new sums into a per-connection temporary table, then one UPDATE … FROM:
         # COPY's row writer is far cheaper than binding thousands of array elements.
         # (The engine creates account_sums on every new PostgreSQL connection: see store/engine.py.)
-        _copy_rows(conn, "account_sums", rows)
+        copy_rows(conn, "account_sums", rows)
         sets = ", ".join(f"{c} = v.{c}" for c in columns)
         # Column names come from the fixed row layout, never from input.
         conn.exec_driver_sql(f"UPDATE accounts SET {sets} FROM account_sums AS v WHERE accounts.id = v.id")  # noqa: S608
@@ -587,7 +562,7 @@ class Ledger:
         if conn is None:
             with self._read() as own:
                 return self.history(ref, limit=limit, before_id=before_id, conn=own)
-        account = _account_in(conn, ref)
+        account = account_in(conn, ref)
         side = sa.or_(transfers.c.debit_account_id == account.id, transfers.c.credit_account_id == account.id)
         query = sa.select(transfers).where(side).order_by(transfers.c.id.desc()).limit(min(limit, HISTORY_LIMIT_MAX))
         if before_id is not None:
@@ -605,33 +580,6 @@ class Ledger:
             if t.phase in (Phase.SINGLE, Phase.POST):
                 balance -= sign * (t.amount if direction == "credit" else -t.amount)
         return out
-
-
-def recompute_sums(conn: sa.Connection, account_ids: Sequence[int] | None = None, *, upto_id: int | None = None,
-                   upto_ts_us: int | None = None) -> dict[int, Sums]:
-    """Every account's four sums recomputed from the transfer rows alone (for ``verify`` and as-of balances)."""
-    posted = transfers.c.phase.in_((Phase.SINGLE.value, Phase.POST.value))
-    pending_delta = sa.case(
-        (transfers.c.phase == Phase.PENDING.value, transfers.c.amount),
-        (transfers.c.phase.in_((Phase.POST.value, Phase.VOID.value, Phase.EXPIRE.value)), -transfers.c.amount),
-        else_=0,
-    )
-    posted_amount = sa.case((posted, transfers.c.amount), else_=0)
-    filters = []
-    if upto_id is not None:
-        filters.append(transfers.c.id <= upto_id)
-    if upto_ts_us is not None:
-        filters.append(transfers.c.ts_us <= upto_ts_us)
-    out: dict[int, list[int]] = {}
-    for side, offset in ((transfers.c.debit_account_id, 0), (transfers.c.credit_account_id, 2)):
-        query = sa.select(side, sa.func.sum(pending_delta), sa.func.sum(posted_amount)).where(*filters).group_by(side)
-        if account_ids is not None:
-            query = query.where(side.in_(account_ids))
-        for account_id, pending, posted_sum in conn.execute(query):
-            sums = out.setdefault(account_id, [0, 0, 0, 0])
-            sums[offset] = int(pending or 0)
-            sums[offset + 1] = int(posted_sum or 0)
-    return {i: Sums(*s) for i, s in out.items()}
 
 
 class _IdPool:
@@ -675,43 +623,8 @@ def _sums_of(row: AccountRow) -> Sums:
     return Sums(row.debits_pending, row.debits_posted, row.credits_pending, row.credits_posted)
 
 
-def _account_in(conn: sa.Connection, ref: int | str) -> Account:
-    row = conn.execute(sa.select(accounts).where(_account_clause(ref))).first()
-    if row is None:
-        raise RequestError(RejectCode.ACCOUNT_NOT_FOUND, "account", f"no account {ref!r}")
-    return row_to_account(row)
-
-
-def _account_clause(ref: int | str) -> sa.ColumnElement[bool]:
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-        return accounts.c.id == int(ref)
-    return accounts.c.ref == ref
-
-
 _KINDS = {k.value: k for k in AccountKind}
 _STATUSES = {s.value: s for s in AccountStatus}
-
-
-def _copy_rows(conn: sa.Connection, table: str, rows: list[dict[str, Any]]) -> None:
-    """COPY rows (dicts with the same keys, in column order) into ``table`` in the connection's transaction."""
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    try:
-        with driver.cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(rows[0])}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(tuple(row.values()))
-    except Exception as exc:  # psycopg's own errors: translate so that _in_tx can retry
-        raise _translate_copy_error(exc) from exc
-
-
-def _translate_copy_error(exc: Exception) -> Exception:
-    """Wrap a psycopg error raised by COPY the way SQLAlchemy wraps those of execute()."""
-    sqlstate = getattr(exc, "sqlstate", None) or ""
-    if sqlstate.startswith("23"):
-        return sa.exc.IntegrityError("COPY transfers", None, exc)
-    if sqlstate:
-        return sa.exc.DBAPIError("COPY transfers", None, exc)
-    return exc
 
 
 def _chunks(rows: list[dict[str, Any]], size: int) -> Iterable[list[dict[str, Any]]]:

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from simwallet.gateway.ledger.ledger import Sums, recompute_sums
 from simwallet.gateway.ledger.model import AccountFlags, Phase
+from simwallet.gateway.ledger.rows import Sums, recompute_sums
 from simwallet.gateway.money import format_amount
 from simwallet.gateway.promotions.rules import CampaignRule
 from simwallet.gateway.store.schema import accounts, campaign_events, campaign_usage, campaigns, holds, transfers
