@@ -22,13 +22,12 @@ from simwallet.gateway.ledger import model
 from simwallet.gateway.ledger.model import ACCOUNT_REF_LEN_MAX, AccountKind, Channel, TransferKind
 from simwallet.gateway.money import AMOUNT_FEN_MAX, AMOUNT_TEXT_LEN_MAX
 from simwallet.gateway.promotions import rules
+from simwallet.gateway.promotions.campaign_file import CAMPAIGN_FILE_BYTES_MAX, CAMPAIGN_NESTING_DEPTH_MAX, campaign_schema
 from simwallet.gateway.promotions.rules import (
     CAMPAIGN_DAYS_MAX,
     CAMPAIGN_DESCRIPTION_LEN_MAX,
-    CAMPAIGN_FILE_BYTES_MAX,
     CAMPAIGN_ID_LEN_MAX,
     CAMPAIGN_NAME_LEN_MAX,
-    CAMPAIGN_NESTING_DEPTH_MAX,
     CUSTOMER_ACCOUNT_KINDS,
     GRANTS_PER_CUSTOMER_MAX,
     TIMEZONE_LEN_MAX,
@@ -51,7 +50,7 @@ from simwallet.gateway.promotions.rules import (
 ROOT = Path(__file__).resolve().parents[1]
 SEED_PATH = ROOT / "cards" / "promotions" / "manbai-song30.yaml"
 SEED_TEXT = SEED_PATH.read_text(encoding="utf-8")
-SCHEMA = rules.campaign_schema()
+SCHEMA = campaign_schema()
 SOURCE = "manbai.yaml"
 
 

@@ -14,7 +14,7 @@ Theory of operation
 ``campaign_invalid``, whose ``field`` is the JSON path of the offending value
 (``trigger.amount_min``, ``trigger.channels[1]``) and whose message names the
 file and the line (``manbai.yaml:14: reward.amount: …``). It runs in three
-steps:
+steps (1 and 2 in :mod:`.campaign_file`):
 
 1. YAML. A pass over the parser's events bounds the nesting and refuses
    anchors and aliases; the document is then composed into nodes, the line of
@@ -44,36 +44,30 @@ already spent and the time; the caller (the ledger) stores
 from __future__ import annotations
 
 import enum
-import functools
 import json
 import re
 import reprlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from importlib import resources
 from typing import Any, Final, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-import yaml
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
 
 from simwallet.gateway.errors import RejectCode, RequestError
 from simwallet.gateway.ledger.model import _INTERNAL_KINDS as _MODEL_INTERNAL_KINDS
 from simwallet.gateway.ledger.model import ACCOUNT_REF_LEN_MAX, AccountKind, Channel, TransferKind
 from simwallet.gateway.money import check_amount, format_amount, parse_amount
+from simwallet.gateway.promotions.campaign_file import (
+    ERROR_VALUE_LEN_MAX,
+    checked_mapping,
+    invalid,
+    located,
+    read_yaml,
+)
 
 # --- Limits -----------------------------------------------------------------
 # The schema file states the same numbers; a test holds the two together.
 
-# A campaign file is under 2 KiB; 64 KiB leaves room for a long description
-# and bounds the parser's work on a wrong or hostile file.
-CAMPAIGN_FILE_BYTES_MAX: Final = 64 * 1024
-# Deepest nesting of mappings and lists in a campaign file. The format needs 3
-# (caps > per_period > period); the limit keeps the recursive YAML composer and
-# our walk over its nodes far from Python's recursion limit.
-CAMPAIGN_NESTING_DEPTH_MAX: Final = 8
 # Longest campaign, counting the first and the last day: a leap year. A longer
 # offer is a standing tariff, which belongs in the product catalogue.
 CAMPAIGN_DAYS_MAX: Final = 366
@@ -99,14 +93,10 @@ TS_US_MIN: Final = 0
 # Latest instant accepted: 9000-01-01T00:00:00Z. Far beyond any campaign, and
 # far enough from datetime's year 9999 that no local-time conversion overflows.
 TS_US_MAX: Final = (date(9000, 1, 1) - date(1970, 1, 1)).days * 86_400 * 1_000_000
-# Longest rendering of an offending value quoted in an error message: messages
-# end up in CLI output and SMS replies.
-ERROR_VALUE_LEN_MAX: Final = 40
 
 # The time zone of a campaign file that names none: the wallet is Shanghai Mobile's.
 DEFAULT_TIMEZONE: Final = "Asia/Shanghai"
 # Name of the schema file, shipped as package data beside this module.
-SCHEMA_RESOURCE: Final = "campaign.schema.json"
 
 # Account kinds that belong to a customer; only these may receive a reward.
 CUSTOMER_ACCOUNT_KINDS: Final = frozenset({AccountKind.CUSTOMER_WALLET, AccountKind.CUSTOMER_AIRTIME, AccountKind.POINTS})
@@ -119,8 +109,6 @@ TRIGGER_KINDS: Final = frozenset(TransferKind) - LEDGER_INTERNAL_KINDS
 _ID_RE: Final = re.compile(r"[a-z0-9][a-z0-9-]{2,47}")
 _NAME_RE: Final = re.compile(r"\S(?:.*\S)?")
 _TIMEZONE_RE: Final = re.compile(r"UTC|[A-Z][A-Za-z_+-]*(?:/[A-Za-z0-9_+-]+){1,2}")
-_PARENT_RE: Final = re.compile(r"(.*?)(?:\.[^.\[\]]*|\[[0-9]+\])")
-_STR_TAG: Final = "tag:yaml.org,2002:str"
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US: Final = timedelta(microseconds=1)
 
@@ -162,7 +150,7 @@ class Outcome(enum.StrEnum):
 
 
 def _invalid(field: str | None, message: str) -> RequestError:
-    return RequestError(RejectCode.CAMPAIGN_INVALID, field, message)
+    return invalid(field, message)
 
 
 def _enum(cls: type[_E], value: object, field: str) -> _E:
@@ -405,7 +393,7 @@ class CampaignRule:
     @classmethod
     def from_yaml(cls, text: str, source: str = "<campaign>") -> CampaignRule:
         """Read a campaign file; ``source`` (the file name) prefixes error messages with the line."""
-        data, lines = _read_yaml(text, source)
+        data, lines = read_yaml(text, source)
         return _load(data, source, lines)
 
     @classmethod
@@ -516,207 +504,12 @@ class CampaignRule:
 # ``trigger.channels[1]``) to its 1-based line.
 
 
-def campaign_schema() -> dict[str, Any]:
-    """A fresh copy of the campaign JSON Schema (package data)."""
-    text = resources.files(__package__ or "simwallet.gateway.promotions").joinpath(SCHEMA_RESOURCE).read_text(encoding="utf-8")
-    schema: dict[str, Any] = json.loads(text)
-    return schema
-
-
-@functools.cache
-def _validator() -> Draft202012Validator:
-    # Built once: the schema is immutable package data.
-    return Draft202012Validator(campaign_schema())
-
-
-def _dotted(path: Iterable[str | int]) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _line_of(field: str | None, lines: Mapping[str, int]) -> int | None:
-    """The line of ``field``, or of its nearest ancestor present in the file."""
-    while field:
-        if field in lines:
-            return lines[field]
-        parent = _PARENT_RE.fullmatch(field)
-        field = parent[1] if parent else ""
-    return None
-
-
-def _located(source: str, lines: Mapping[str, int], field: str | None, message: str) -> RequestError:
-    line = _line_of(field, lines)
-    where = f"{source}:{line}" if line is not None else source
-    return _invalid(field, f"{where}: {field}: {message}" if field else f"{where}: {message}")
-
-
-class _CampaignLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, except that timestamps stay text.
-
-    An unquoted ``2026-05-16`` then reaches the schema and the date parser as
-    ``"2026-05-16"``, so an impossible date (``2026-02-30``) or a time of day is
-    refused with its field and line instead of escaping as a bare ValueError.
-    """
-
-
-def _timestamp_as_text(loader: yaml.SafeLoader, node: yaml.Node) -> str:
-    assert isinstance(node, yaml.ScalarNode)  # the resolver tags only scalars as timestamps
-    return loader.construct_scalar(node)
-
-
-_CampaignLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
-
-
-def _read_yaml(text: str, source: str) -> tuple[object, dict[str, int]]:
-    if not isinstance(text, str):
-        raise _invalid(None, f"{source}: a campaign file is read as text")
-    size = len(text.encode("utf-8", "surrogatepass"))
-    if size > CAMPAIGN_FILE_BYTES_MAX:
-        raise _invalid(None, f"{source}: {size} bytes, more than the {CAMPAIGN_FILE_BYTES_MAX} a campaign file may have")
-    lines: dict[str, int] = {}
-    try:
-        _prescan(text, source)
-        loader = _CampaignLoader(text)
-        try:
-            node = loader.get_single_node()
-            if node is None:
-                return None, lines
-            _record_lines(node, (), lines, source)
-            data: object = loader.construct_document(node)
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as exc:
-        raise _yaml_error(exc, source) from exc
-    return data, lines
-
-
-def _prescan(text: str, source: str) -> None:
-    """Bound the nesting and refuse anchors and aliases, before anything recursive runs."""
-    depth = 0
-    for event in yaml.parse(text, Loader=_CampaignLoader):
-        line = event.start_mark.line + 1 if event.start_mark is not None else "?"
-        if isinstance(event, yaml.NodeEvent) and (event.anchor is not None or isinstance(event, yaml.AliasEvent)):
-            raise _invalid(None, f"{source}:{line}: anchors and aliases (& and *) are not allowed in a campaign file")
-        if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > CAMPAIGN_NESTING_DEPTH_MAX:
-                raise _invalid(None, f"{source}:{line}: nested deeper than {CAMPAIGN_NESTING_DEPTH_MAX} levels")
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
-
-
-def _record_lines(node: yaml.Node, path: tuple[str | int, ...], lines: dict[str, int], source: str) -> None:
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            line = key_node.start_mark.line + 1
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != _STR_TAG:
-                field = _dotted(path) or None
-                where = f"{source}:{line}: {field}:" if field else f"{source}:{line}:"
-                raise _invalid(field, f"{where} keys must be plain names, not {key_node.tag.rsplit(':', 1)[-1]}")
-            child = (*path, key_node.value)
-            field = _dotted(child)
-            if key_node.value in seen:
-                raise _invalid(field, f"{source}:{line}: {field}: given twice (first on line {seen[key_node.value]})")
-            seen[key_node.value] = lines[field] = line
-            _record_lines(value_node, child, lines, source)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            child = (*path, index)
-            lines[_dotted(child)] = item.start_mark.line + 1
-            _record_lines(item, child, lines, source)
-
-
-def _yaml_error(exc: yaml.YAMLError, source: str) -> RequestError:
-    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
-        problem = exc.problem or "malformed YAML"
-        context = f" ({exc.context}" if exc.context else ""
-        if context and exc.context_mark is not None:
-            context += f" on line {exc.context_mark.line + 1}"
-        context += ")" if context else ""
-        return _invalid(None, f"{source}:{exc.problem_mark.line + 1}: {problem}{context}")
-    return _invalid(None, f"{source}: {exc}")
-
-
-def _plain(value: object, depth: int = 0) -> object:
-    """Copy mappings to dicts and sequences to lists, which is what JSON Schema validates."""
-    if depth > CAMPAIGN_NESTING_DEPTH_MAX:
-        raise _invalid(None, f"nested deeper than {CAMPAIGN_NESTING_DEPTH_MAX} levels")
-    if isinstance(value, Mapping):
-        return {key: _plain(item, depth + 1) for key, item in value.items()}
-    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
-        return [_plain(item, depth + 1) for item in value]
-    return value
-
-
 def _load(data: object, source: str, lines: Mapping[str, int]) -> CampaignRule:
-    plain = _plain(data)
-    # Python callers (and yaml.safe_load) give dates as date objects; the schema describes the ISO text.
-    window = plain.get("window") if isinstance(plain, dict) else None
-    if isinstance(window, dict):
-        for key in ("start", "end"):
-            if isinstance(window.get(key), date):
-                window[key] = window[key].isoformat()  # a datetime gets a "T" and fails the schema's pattern
-    errors = list(_validator().iter_errors(plain))
-    if errors:
-        explained = [(*_explain(error), error) for error in errors]
-        field, message, error = min(explained, key=lambda item: (_line_of(item[0], lines) or 0, item[0] or ""))
-        raise _located(source, lines, field, message) from error
-    assert isinstance(plain, dict)  # the schema's top-level "type": "object"
+    plain = checked_mapping(data, source, lines)
     try:
         return _build(plain)
     except RequestError as exc:
-        raise _located(source, lines, exc.field, exc.message) from exc
-
-
-def _explain(error: ValidationError) -> tuple[str | None, str]:
-    """The JSON path and a plain sentence for one schema violation."""
-    path = list(error.absolute_path)
-    schema = error.schema if isinstance(error.schema, Mapping) else {}
-    instance: Any = error.instance
-    expected: Any = error.validator_value
-    match error.validator:
-        case "required":
-            missing = [name for name in expected if name not in instance]
-            return _dotted([*path, missing[0]]), "is required but missing"
-        case "additionalProperties":
-            known = list(schema.get("properties", {}))
-            extra = [name for name in instance if name not in known]
-            return _dotted([*path, str(extra[0])]), f"is not a known field here (known: {', '.join(known)})"
-        case "type" if expected == "string" and isinstance(instance, int | float) and not isinstance(instance, bool):
-            message = f"YAML read {instance!r} as a number; write amounts and text in quotes, such as \"100.00\""
-        case "type":
-            message = f"must be {_SCHEMA_TYPE_NAMES.get(str(expected), expected)}, not {_json_type(instance)}"
-        case "enum":
-            message = f"{_short.repr(instance)} is not one of {', '.join(map(str, expected))}"
-        case "pattern":
-            description = schema.get("description", f"the form {expected}")
-            message = f"{_short.repr(instance)} is not of the required form: {description}"
-        case "minLength" | "maxLength":
-            message = f"must have {'at least' if error.validator == 'minLength' else 'at most'} {expected} characters"
-        case "minimum" | "maximum":
-            message = f"must be {'at least' if error.validator == 'minimum' else 'at most'} {expected}, not {_short.repr(instance)}"
-        case "minItems":
-            message = f"must list at least {expected} item(s)"
-        case "uniqueItems":
-            message = "lists an item twice"
-        case _:
-            message = error.message[:ERROR_VALUE_LEN_MAX * 4]
-    return _dotted(path) or None, message
-
-
-_SCHEMA_TYPE_NAMES: Final = {"integer": "a whole number", "string": "text", "object": "a mapping", "array": "a list"}
-_JSON_TYPE_NAMES: Final[tuple[tuple[type, str], ...]] = (
-    (bool, "true/false"), (int, "a number"), (float, "a number"), (str, "text"), (dict, "a mapping"), (list, "a list"),
-)
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "empty"
-    return next((name for cls, name in _JSON_TYPE_NAMES if isinstance(value, cls)), type(value).__name__)
+        raise located(source, lines, exc.field, exc.message) from exc
 
 
 def _iso_date(text: str, field: str) -> date:

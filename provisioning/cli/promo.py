@@ -33,7 +33,8 @@ def promo() -> None:
 
 
 def read_rule(path: Path) -> CampaignRule:
-    from simwallet.gateway.promotions.rules import CAMPAIGN_FILE_BYTES_MAX, CampaignRule
+    from simwallet.gateway.promotions.campaign_file import CAMPAIGN_FILE_BYTES_MAX
+    from simwallet.gateway.promotions.rules import CampaignRule
 
     with path.open("rb") as stream:
         data = stream.read(CAMPAIGN_FILE_BYTES_MAX + 1)
