@@ -337,7 +337,8 @@ class CardRegistry:
             if other is not None:
                 raise _invalid(column, f"{column} {getattr(reg, column)} is already on card {other}")
         now = self._clock()
-        have = {a.kind for a in self._customer_accounts(conn, reg.customer_ref)}
+        held_before = self._customer_accounts(conn, reg.customer_ref)
+        have = {a.kind for a in held_before}
         missing = [s for s in specs if s.kind not in have]
         if (
             tier is not None
@@ -347,15 +348,15 @@ class CardRegistry:
             raise _invalid("tier", f"no product tier {tier!r}")
         # The ledger's own row builder (validation, flags, defaults): see the module docstring.
         rows = [Ledger._account_row(spec, now) for spec in missing]
+        opened: tuple[Account, ...] = ()
         if rows:
-            conn.execute(accounts.insert(), rows)
+            inserted = conn.execute(accounts.insert().returning(*accounts.c, sort_by_parameter_order=True), rows)
+            opened = tuple(row_to_account(r) for r in inserted)
         values = {name: getattr(reg, name) for name in _CARD_FIELDS}
         values.update(channel=reg.channel.value, details=dict(reg.details), status=CardStatus.PERSONALIZED.value, registered_at=now)
-        conn.execute(cards.insert().values(**values))
-        card = _row_to_card(conn.execute(sa.select(cards).where(cards.c.iccid == reg.iccid)).one())
-        held = self._customer_accounts(conn, reg.customer_ref)
-        opened_refs = {r["ref"] for r in rows}
-        return RegistrationResult(card, True, held, tuple(a for a in held if a.ref in opened_refs))
+        card = _row_to_card(conn.execute(cards.insert().values(**values).returning(*cards.c)).one())
+        held = tuple(sorted((*held_before, *opened), key=lambda a: a.id))
+        return RegistrationResult(card, True, held, tuple(sorted(opened, key=lambda a: a.id)))
 
     @staticmethod
     def _check_same(card: RegisteredCard, reg: CardRegistration) -> None:
