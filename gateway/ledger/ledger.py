@@ -105,11 +105,14 @@ class AccountSpec:
     tier: str | None = None
 
 
-def _flatten(items: Iterable[Request | Linked]) -> list[Request]:
-    out: list[Request] = []
+def _bounded(items: Iterable[Request | Linked]) -> list[Request]:
+    """The requests of a batch, linked members included; at most :data:`BATCH_LEN_MAX` of them."""
+    requests: list[Request] = []
     for item in items:
-        out.extend(item.requests if isinstance(item, Linked) else (item,))
-    return out
+        requests.extend(item.requests if isinstance(item, Linked) else (item,))
+    if len(requests) > BATCH_LEN_MAX:
+        raise RequestError(RejectCode.FIELD_INVALID, "batch", f"a batch holds at most {BATCH_LEN_MAX} requests")
+    return requests
 
 
 
@@ -264,12 +267,8 @@ class Ledger:
         the others are committed. Safe to call again with the same requests:
         their idempotency keys make the second call return the first results.
         """
-        requests = _flatten(items)
-        if not requests:
-            return []
-        if len(requests) > BATCH_LEN_MAX:
-            raise RequestError(RejectCode.FIELD_INVALID, "batch", f"a batch holds at most {BATCH_LEN_MAX} requests")
-        return self._in_tx(lambda conn: self._post(conn, list(items), requests, []))
+        requests = _bounded(items)
+        return self._in_tx(lambda conn: self._post(conn, list(items), requests, [])) if requests else []
 
     def post_batch_in(self, conn: sa.Connection, items: Sequence[Request | Linked]) -> list[Result]:
         """:meth:`post_batch` inside the caller's write transaction on this ledger's engine.
@@ -279,12 +278,8 @@ class Ledger:
         retryable conflict (``store.tx.run_in_transaction``); the account locks are
         taken here, after whatever the caller locked before.
         """
-        requests = _flatten(items)
-        if not requests:
-            return []
-        if len(requests) > BATCH_LEN_MAX:
-            raise RequestError(RejectCode.FIELD_INVALID, "batch", f"a batch holds at most {BATCH_LEN_MAX} requests")
-        return self._post(conn, list(items), requests, [])
+        requests = _bounded(items)
+        return self._post(conn, list(items), requests, []) if requests else []
 
     def expire_due(self, limit: int = EXPIRE_BATCH_MAX) -> list[Result]:
         """Expire holds whose timeout has passed; returns one result per hold expired."""

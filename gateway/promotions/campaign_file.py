@@ -34,6 +34,7 @@ CAMPAIGN_NESTING_DEPTH_MAX: Final = 8
 # Longest rendering of an offending value quoted in an error message: messages
 # end up in CLI output and SMS replies.
 ERROR_VALUE_LEN_MAX: Final = 40
+# Name of the schema file, shipped as package data beside this module.
 SCHEMA_RESOURCE: Final = "campaign.schema.json"
 
 _PARENT_RE: Final = re.compile(r"(.*?)(?:\.[^.\[\]]*|\[[0-9]+\])")
@@ -45,6 +46,11 @@ _short.maxother = ERROR_VALUE_LEN_MAX
 
 def invalid(field: str | None, message: str) -> RequestError:
     return RequestError(RejectCode.CAMPAIGN_INVALID, field, message)
+
+
+def short_repr(value: object) -> str:
+    """``repr(value)`` cut to :data:`ERROR_VALUE_LEN_MAX` characters, for quoting a bad value in an error."""
+    return _short.repr(value)
 
 
 def checked_mapping(data: object, source: str, lines: Mapping[str, int]) -> dict[str, Any]:
@@ -219,14 +225,14 @@ def _explain(error: ValidationError) -> tuple[str | None, str]:
         case "type":
             message = f"must be {_SCHEMA_TYPE_NAMES.get(str(expected), expected)}, not {_json_type(instance)}"
         case "enum":
-            message = f"{_short.repr(instance)} is not one of {', '.join(map(str, expected))}"
+            message = f"{short_repr(instance)} is not one of {', '.join(map(str, expected))}"
         case "pattern":
             description = schema.get("description", f"the form {expected}")
-            message = f"{_short.repr(instance)} is not of the required form: {description}"
+            message = f"{short_repr(instance)} is not of the required form: {description}"
         case "minLength" | "maxLength":
             message = f"must have {'at least' if error.validator == 'minLength' else 'at most'} {expected} characters"
         case "minimum" | "maximum":
-            message = f"must be {'at least' if error.validator == 'minimum' else 'at most'} {expected}, not {_short.repr(instance)}"
+            message = f"must be {'at least' if error.validator == 'minimum' else 'at most'} {expected}, not {short_repr(instance)}"
         case "minItems":
             message = f"must list at least {expected} item(s)"
         case "uniqueItems":

@@ -46,7 +46,6 @@ from __future__ import annotations
 import enum
 import json
 import re
-import reprlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -58,11 +57,11 @@ from simwallet.gateway.ledger.model import _INTERNAL_KINDS as _MODEL_INTERNAL_KI
 from simwallet.gateway.ledger.model import ACCOUNT_REF_LEN_MAX, AccountKind, Channel, TransferKind
 from simwallet.gateway.money import check_amount, format_amount, parse_amount
 from simwallet.gateway.promotions.campaign_file import (
-    ERROR_VALUE_LEN_MAX,
     checked_mapping,
     invalid,
     located,
     read_yaml,
+    short_repr,
 )
 
 # --- Limits -----------------------------------------------------------------
@@ -96,7 +95,6 @@ TS_US_MAX: Final = (date(9000, 1, 1) - date(1970, 1, 1)).days * 86_400 * 1_000_0
 
 # The time zone of a campaign file that names none: the wallet is Shanghai Mobile's.
 DEFAULT_TIMEZONE: Final = "Asia/Shanghai"
-# Name of the schema file, shipped as package data beside this module.
 
 # Account kinds that belong to a customer; only these may receive a reward.
 CUSTOMER_ACCOUNT_KINDS: Final = frozenset({AccountKind.CUSTOMER_WALLET, AccountKind.CUSTOMER_AIRTIME, AccountKind.POINTS})
@@ -112,9 +110,6 @@ _TIMEZONE_RE: Final = re.compile(r"UTC|[A-Z][A-Za-z_+-]*(?:/[A-Za-z0-9_+-]+){1,2
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US: Final = timedelta(microseconds=1)
 
-_short = reprlib.Repr()
-_short.maxstring = ERROR_VALUE_LEN_MAX
-_short.maxother = ERROR_VALUE_LEN_MAX
 
 _E = TypeVar("_E", bound=enum.Enum)
 
@@ -149,55 +144,51 @@ class Outcome(enum.StrEnum):
 # --- Value checks -------------------------------------------------------------
 
 
-def _invalid(field: str | None, message: str) -> RequestError:
-    return invalid(field, message)
-
-
 def _enum(cls: type[_E], value: object, field: str) -> _E:
     try:
         return cls(value)
     except ValueError as exc:
         allowed = ", ".join(str(member.value) for member in cls)
-        raise _invalid(field, f"{_short.repr(value)} is not one of {allowed}") from exc
+        raise invalid(field, f"{short_repr(value)} is not one of {allowed}") from exc
 
 
 def _fen(value: int, field: str) -> int:
     try:
         return check_amount(value, field=field)
     except RequestError as exc:
-        raise _invalid(field, exc.message) from exc
+        raise invalid(field, exc.message) from exc
 
 
 def _parse_fen(text: str, field: str) -> int:
     try:
         return parse_amount(text, field=field)
     except RequestError as exc:
-        raise _invalid(field, exc.message) from exc
+        raise invalid(field, exc.message) from exc
 
 
 def _count(value: int, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _invalid(field, f"must be a whole number, not {_short.repr(value)}")
+        raise invalid(field, f"must be a whole number, not {short_repr(value)}")
     if not 1 <= value <= GRANTS_PER_CUSTOMER_MAX:
-        raise _invalid(field, f"must be 1..{GRANTS_PER_CUSTOMER_MAX}, not {value}")
+        raise invalid(field, f"must be 1..{GRANTS_PER_CUSTOMER_MAX}, not {value}")
     return value
 
 
 def _text(value: object, field: str, length_max: int, pattern: re.Pattern[str] | None = None) -> None:
     if not isinstance(value, str) or not 0 < len(value) <= length_max:
-        raise _invalid(field, f"must be text of 1..{length_max} characters")
+        raise invalid(field, f"must be text of 1..{length_max} characters")
     if pattern is not None and pattern.fullmatch(value) is None:
-        raise _invalid(field, f"{_short.repr(value)} does not have the required form")
+        raise invalid(field, f"{short_repr(value)} does not have the required form")
 
 
 def _zone(name: str) -> ZoneInfo:
     if not isinstance(name, str) or len(name) > TIMEZONE_LEN_MAX or _TIMEZONE_RE.fullmatch(name) is None:
-        raise _invalid("window.timezone", f"{_short.repr(name)} is not an IANA Area/Location time zone name or UTC")
+        raise invalid("window.timezone", f"{short_repr(name)} is not an IANA Area/Location time zone name or UTC")
     try:
         return ZoneInfo(name)
     # ValueError: a malformed key; OSError: a name that is a folder of the zone database, such as "Asia/Ho".
     except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
-        raise _invalid("window.timezone", f"unknown time zone {name!r}") from exc
+        raise invalid("window.timezone", f"unknown time zone {name!r}") from exc
 
 
 def _check_ts(ts_us: int) -> None:
@@ -247,15 +238,15 @@ class Trigger:
     def __post_init__(self) -> None:
         kind = _enum(TransferKind, self.kind, "trigger.kind")
         if kind not in TRIGGER_KINDS:
-            raise _invalid("trigger.kind", f"{kind} transfers are made by the ledger itself and cannot trigger a campaign")
+            raise invalid("trigger.kind", f"{kind} transfers are made by the ledger itself and cannot trigger a campaign")
         object.__setattr__(self, "kind", kind)
         _fen(self.amount_min_fen, "trigger.amount_min")
         if self.channels is not None:
             if isinstance(self.channels, str) or not isinstance(self.channels, Iterable):
-                raise _invalid("trigger.channels", "channels must be a collection of channel names")
+                raise invalid("trigger.channels", "channels must be a collection of channel names")
             channels = frozenset(_enum(Channel, channel, "trigger.channels") for channel in self.channels)
             if not channels:
-                raise _invalid("trigger.channels", "list at least one channel, or leave channels out for any channel")
+                raise invalid("trigger.channels", "list at least one channel, or leave channels out for any channel")
             object.__setattr__(self, "channels", channels)
 
 
@@ -271,11 +262,11 @@ class Reward:
         _fen(self.amount_fen, "reward.amount")
         if not isinstance(self.source_account, str) or not 0 < len(self.source_account) <= ACCOUNT_REF_LEN_MAX \
                 or not self.source_account.isprintable():
-            raise _invalid("reward.source_account", f"account reference must be 1..{ACCOUNT_REF_LEN_MAX} printable characters")
+            raise invalid("reward.source_account", f"account reference must be 1..{ACCOUNT_REF_LEN_MAX} printable characters")
         kind = _enum(AccountKind, self.target_account_kind, "reward.target_account_kind")
         if kind not in CUSTOMER_ACCOUNT_KINDS:
             allowed = ", ".join(sorted(CUSTOMER_ACCOUNT_KINDS))
-            raise _invalid("reward.target_account_kind", f"a reward is paid into a customer's account ({allowed}), not {kind}")
+            raise invalid("reward.target_account_kind", f"a reward is paid into a customer's account ({allowed}), not {kind}")
         object.__setattr__(self, "target_account_kind", kind)
 
 
@@ -301,11 +292,11 @@ class Caps:
 
     def __post_init__(self) -> None:
         if self.per_period is not None and not isinstance(self.per_period, PeriodCap):
-            raise _invalid("caps.per_period", "per_period must be a PeriodCap")
+            raise invalid("caps.per_period", "per_period must be a PeriodCap")
         if self.per_campaign is not None:
             _count(self.per_campaign, "caps.per_campaign")
             if self.per_period is not None and self.per_period.count > self.per_campaign:
-                raise _invalid(
+                raise invalid(
                     "caps.per_period.count",
                     f"{self.per_period.count} per {self.per_period.period} is more than the {self.per_campaign} of the whole campaign",
                 )
@@ -373,20 +364,20 @@ class CampaignRule:
             _text(self.description, "description", CAMPAIGN_DESCRIPTION_LEN_MAX)
         for field, day in (("window.start", self.start), ("window.end", self.end)):
             if isinstance(day, datetime) or not isinstance(day, date):
-                raise _invalid(field, "must be a calendar date")
+                raise invalid(field, "must be a calendar date")
         if self.end < self.start:
-            raise _invalid("window.end", f"the campaign ends on {self.end} before it starts on {self.start}")
+            raise invalid("window.end", f"the campaign ends on {self.end} before it starts on {self.start}")
         days = (self.end - self.start).days + 1
         if days > CAMPAIGN_DAYS_MAX:
-            raise _invalid("window.end", f"the campaign lasts {days} days, more than {CAMPAIGN_DAYS_MAX}")
+            raise invalid("window.end", f"the campaign lasts {days} days, more than {CAMPAIGN_DAYS_MAX}")
         _zone(self.timezone)
         for field, value, cls in (("trigger", self.trigger, Trigger), ("reward", self.reward, Reward), ("caps", self.caps, Caps)):
             if not isinstance(value, cls):
-                raise _invalid(field, f"must be a {cls.__name__}")
+                raise invalid(field, f"must be a {cls.__name__}")
         budget = self.caps.budget_fen
         if budget is not None and budget < self.reward.amount_fen:
             reward = format_amount(self.reward.amount_fen)
-            raise _invalid("caps.budget", f"budget {format_amount(budget)} is less than one reward of {reward}")
+            raise invalid("caps.budget", f"budget {format_amount(budget)} is less than one reward of {reward}")
 
     # --- Named constructors and the canonical form ---
 
@@ -407,7 +398,7 @@ class CampaignRule:
         try:
             data = json.loads(text)
         except (ValueError, RecursionError) as exc:
-            raise _invalid(None, f"{source}: not JSON: {exc}") from exc
+            raise invalid(None, f"{source}: not JSON: {exc}") from exc
         return _load(data, source, {})
 
     def to_mapping(self) -> dict[str, Any]:
@@ -516,7 +507,7 @@ def _iso_date(text: str, field: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError as exc:
-        raise _invalid(field, f"{text!r} is not a calendar date") from exc
+        raise invalid(field, f"{text!r} is not a calendar date") from exc
 
 
 def _build(data: dict[str, Any]) -> CampaignRule:

@@ -10,7 +10,8 @@ reads whatever the socket has, feeds it to the session, hands out the events
 (overdue responses, enquire_link when the peer is quiet, dropping a silent
 peer) and writes what the session answered by itself. Whatever is written
 during one pass of the event loop (the pump's answers, every task's requests
-and responses) leaves in one transport write at the end of the pass. Every request of ours gets a future keyed by its sequence_number;
+and responses) leaves in one transport write at the end of the pass. Every
+request of ours gets a future keyed by its sequence_number;
 :meth:`SmppConnection.request` waits for a window slot (parked on a FIFO of
 futures, woken one per freed slot), sends, and awaits that future. The clock
 is the event loop's (``loop.time()``), the one both the session's ``now`` and

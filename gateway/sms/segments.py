@@ -108,11 +108,9 @@ def _ucs2(text: str) -> bytes:
         raise SegmentError(f"text holds a lone surrogate at index {exc.start}") from exc
 
 
-def _units(text: str) -> tuple[int, list[bytes]]:
-    """(data_coding, the encoding of each character): septets for GSM, UTF-16 big-endian for UCS2."""
-    if can_encode_gsm7(text):
-        return DATA_CODING_DEFAULT, [encode_gsm7(char) for char in text]
-    return DATA_CODING_UCS2, [_ucs2(char) for char in text]
+def _units(text: str, *, gsm: bool) -> list[bytes]:
+    """The encoding of each character: septets for GSM, UTF-16 big-endian for UCS2."""
+    return [encode_gsm7(char) for char in text] if gsm else [_ucs2(char) for char in text]
 
 
 def encode_reply(text: str, *, ref: int, parts_max: int = REPLY_PARTS_MAX) -> tuple[Segment, ...]:
@@ -126,13 +124,14 @@ def encode_reply(text: str, *, ref: int, parts_max: int = REPLY_PARTS_MAX) -> tu
     if not 1 <= parts_max <= CONCATENATED_PARTS_MAX:
         raise SegmentError(f"parts_max {parts_max} outside 1..{CONCATENATED_PARTS_MAX}")
     gsm = can_encode_gsm7(text)
+    coding = DATA_CODING_DEFAULT if gsm else DATA_CODING_UCS2
     # Octet budgets: a septet is one octet unpacked, a UCS2 unit two.
     single, part = (SINGLE_SEPTETS_MAX, PART_SEPTETS_MAX) if gsm else (2 * SINGLE_UCS2_UNITS_MAX, 2 * PART_UCS2_UNITS_MAX)
     if len(text) * (1 if gsm else 2) <= single:  # may fit one segment (a character takes 1-2 septets, 2 or 4 octets)
         whole = encode_gsm7(text) if gsm else _ucs2(text)
         if len(whole) <= single:
-            return (Segment(DATA_CODING_DEFAULT if gsm else DATA_CODING_UCS2, 0, whole),)
-    coding, units = _units(text)  # per character: a part never splits an escape pair or a UTF-16 pair
+            return (Segment(coding, 0, whole),)
+    units = _units(text, gsm=gsm)  # per character: a part never splits an escape pair or a UTF-16 pair
     chunks: list[bytearray] = [bytearray()]
     for unit in units:
         if len(chunks[-1]) + len(unit) > part:

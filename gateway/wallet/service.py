@@ -47,9 +47,10 @@ result, and the reply is built again. Anything unexpected answers
 names the request key and the error class, never a PIN.
 
 Measured on this 2-core machine, one process, a durable throwaway PostgreSQL,
-batches of 75 balance/top-up requests: about 3,900 requests/s, about 140 µs
-of the service's CPU and 110 µs of PostgreSQL's per request; one request at a
-time about 300/s (one commit each). ``wallet_replies`` grows with traffic: the
+batches of 75 balance/top-up requests (the gateway bench's mix): about 4,400
+requests/s, about 120 µs of the service's CPU and 100 µs of PostgreSQL's per
+request; one request at a time about 230/s (a batch's twenty-odd statements
+for each). ``wallet_replies`` grows with traffic: the
 operator's retention job calls :meth:`WalletService.prune_replies`.
 
 Decisions, where the brief leaves room:

@@ -4,8 +4,8 @@ Every function takes an open connection and asks about all the keys, numbers
 or customers of a batch in one statement (:func:`~simwallet.gateway.store.sql.one_of`:
 one array parameter on PostgreSQL, so the statement's text is the same for
 every batch; ``IN`` lists on SQLite stay far below its bound-parameter limit,
-since a batch holds at most ``SERVICE_BATCH_MAX`` requests). The service decides which transaction each
-runs in; nothing here commits.
+since a batch holds at most ``SERVICE_BATCH_MAX`` requests). The service
+decides which transaction each runs in; nothing here commits.
 
 Tables (gateway/store/schema.py): ``wallet_pins`` (verifiers and try
 counters, per customer), ``marketing_opt_outs`` (per MSISDN),

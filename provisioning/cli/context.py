@@ -44,18 +44,17 @@ class AppContext:
     @cached_property
     def engine(self) -> Engine:
         """The engine, schema at head (a fresh SQLite file is migrated on the spot); disposed at exit."""
-        from simwallet.gateway.store.engine import open_engine
-
-        engine = open_engine(self.db_url)
-        self.close_later(engine.dispose)
-        return engine
+        return self._open_engine(plan_per_execution=False)
 
     @cached_property
     def serving_engine(self) -> Engine:
         """The engine of a serving gateway: as :attr:`engine`, with a PostgreSQL plan per execution (``make_engine``)."""
+        return self._open_engine(plan_per_execution=True)
+
+    def _open_engine(self, *, plan_per_execution: bool) -> Engine:
         from simwallet.gateway.store.engine import open_engine
 
-        engine = open_engine(self.db_url, plan_per_execution=True)
+        engine = open_engine(self.db_url, plan_per_execution=plan_per_execution)
         self.close_later(engine.dispose)
         return engine
 
