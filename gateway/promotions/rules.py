@@ -7,6 +7,10 @@ granted under its caps. The flagship campaign is 满百送30 (Shanghai Mobile,
 手机钱包): a phone-credit top-up of at least 100 CNY through the wallet earns
 30 CNY of phone credit, once per calendar month and three times per customer.
 
+The parts live beside this module, which re-exports their public names:
+:mod:`.campaign_file` reads the file, :mod:`.terms` holds the trigger, reward
+and caps, and :mod:`.periods` the time helpers and calendar periods.
+
 Theory of operation
 -------------------
 *Rules are data.* Loading refuses, at the first problem, with a
@@ -23,16 +27,15 @@ steps (1 and 2 in :mod:`.campaign_file`):
 2. Schema. The data is validated against the JSON Schema. Dates are text
    there: the loader keeps YAML timestamps as their text, and ``date`` objects
    handed to :meth:`CampaignRule.from_mapping` are turned into ISO text first.
-3. Values. The frozen dataclasses check what a schema cannot say: the end
-   before the start, a reward paid into a non-customer account, an unknown
-   time zone, a budget smaller than one reward, a period cap above the
-   campaign cap, amounts that are not whole fen.
+3. Values. The frozen dataclasses (:class:`CampaignRule` and those of
+   :mod:`.terms`) check what a schema cannot say: the end before the start, a
+   reward paid into a non-customer account, an unknown time zone, a budget
+   smaller than one reward, a period cap above the campaign cap, amounts that
+   are not whole fen.
 
-*Time.* Every instant is an integer number of microseconds since the Unix
-epoch, UTC, as the ledger stores it. Calendar questions (is it within the
-window, which month is it) are answered on the local date in the campaign's
-time zone: a campaign starting 2026-05-16 in Asia/Shanghai starts at
-2026-05-15T16:00:00Z, and one ending 2026-08-15 ends at 2026-08-15T16:00:00Z.
+*Time.* Every instant is microseconds since the Unix epoch, UTC; calendar
+questions are answered on the local date in the campaign's time zone (see
+:mod:`.periods`).
 
 *Counting.* :class:`Usage` is one customer's grants so far in one campaign.
 :meth:`CampaignRule.decide` is a pure function of that usage, the budget
@@ -46,23 +49,46 @@ from __future__ import annotations
 import enum
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from typing import Any, Final, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import date, datetime
+from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 from simwallet.gateway.errors import RejectCode, RequestError
-from simwallet.gateway.ledger.model import _INTERNAL_KINDS as _MODEL_INTERNAL_KINDS
-from simwallet.gateway.ledger.model import ACCOUNT_REF_LEN_MAX, AccountKind, Channel, TransferKind
-from simwallet.gateway.money import check_amount, format_amount, parse_amount
-from simwallet.gateway.promotions.campaign_file import (
-    checked_mapping,
-    invalid,
-    located,
-    read_yaml,
-    short_repr,
+from simwallet.gateway.ledger.model import AccountKind, Channel, TransferKind
+from simwallet.gateway.money import format_amount, parse_amount
+from simwallet.gateway.promotions.campaign_file import checked_mapping, invalid, located, read_yaml, short_repr
+from simwallet.gateway.promotions.periods import (
+    DEFAULT_TIMEZONE,
+    PERIOD_KEY_LEN_MAX,
+    TIMEZONE_LEN_MAX,
+    TS_US_MAX,
+    TS_US_MIN,
+    Period,
+    _zone,
+    datetime_from_ts_us,
+    period_key_of,
+    ts_us_from_datetime,
 )
+from simwallet.gateway.promotions.terms import (
+    CUSTOMER_ACCOUNT_KINDS,
+    GRANTS_PER_CUSTOMER_MAX,
+    LEDGER_INTERNAL_KINDS,
+    TRIGGER_KINDS,
+    Caps,
+    PeriodCap,
+    Reward,
+    Trigger,
+)
+
+# Other modules import all of these from here; those of .periods and .terms are re-exported.
+__all__ = [
+    "CAMPAIGN_DAYS_MAX", "CAMPAIGN_DESCRIPTION_LEN_MAX", "CAMPAIGN_ID_LEN_MAX", "CAMPAIGN_NAME_LEN_MAX", "CUSTOMER_ACCOUNT_KINDS",
+    "DEFAULT_PERIOD", "DEFAULT_TIMEZONE", "GRANTS_PER_CUSTOMER_MAX", "LEDGER_INTERNAL_KINDS", "PERIOD_KEY_LEN_MAX", "TIMEZONE_LEN_MAX",
+    "TRIGGER_KINDS", "TS_US_MAX", "TS_US_MIN", "CampaignRule", "Caps", "Outcome", "Period", "PeriodCap", "Reward", "Trigger", "Usage",
+    "datetime_from_ts_us", "period_key_of", "ts_us_from_datetime",
+]
 
 # --- Limits -----------------------------------------------------------------
 # The schema file states the same numbers; a test holds the two together.
@@ -77,49 +103,9 @@ CAMPAIGN_ID_LEN_MAX: Final = 48
 CAMPAIGN_NAME_LEN_MAX: Final = 64
 # The description is for clerks and reports, never sent by SMS.
 CAMPAIGN_DESCRIPTION_LEN_MAX: Final = 2000
-# Most grants one customer may get from one campaign, per period or in all.
-# Real offers say 1 to 3; the limit catches a typo such as 30000 and bounds
-# the usage counters.
-GRANTS_PER_CUSTOMER_MAX: Final = 1000
-# Longest time zone name; the longest IANA name has 32 characters
-# (America/Argentina/ComodRivadavia).
-TIMEZONE_LEN_MAX: Final = 64
-# Longest period key ("2026-05-16" has 10 characters); bounds the stored usage row.
-PERIOD_KEY_LEN_MAX: Final = 16
-# Earliest instant accepted, in microseconds since the Unix epoch: the epoch
-# itself; the ledger's clock never predates it.
-TS_US_MIN: Final = 0
-# Latest instant accepted: 9000-01-01T00:00:00Z. Far beyond any campaign, and
-# far enough from datetime's year 9999 that no local-time conversion overflows.
-TS_US_MAX: Final = (date(9000, 1, 1) - date(1970, 1, 1)).days * 86_400 * 1_000_000
-
-# The time zone of a campaign file that names none: the wallet is Shanghai Mobile's.
-DEFAULT_TIMEZONE: Final = "Asia/Shanghai"
-
-# Account kinds that belong to a customer; only these may receive a reward.
-CUSTOMER_ACCOUNT_KINDS: Final = frozenset({AccountKind.CUSTOMER_WALLET, AccountKind.CUSTOMER_AIRTIME, AccountKind.POINTS})
-# Transfer kinds the ledger makes itself (reversals, the bonuses of
-# promotions); a campaign can never be triggered by them. The model owns the list.
-LEDGER_INTERNAL_KINDS: Final = frozenset(_MODEL_INTERNAL_KINDS)
-# Transfer kinds that may trigger a campaign.
-TRIGGER_KINDS: Final = frozenset(TransferKind) - LEDGER_INTERNAL_KINDS
 
 _ID_RE: Final = re.compile(r"[a-z0-9][a-z0-9-]{2,47}")
 _NAME_RE: Final = re.compile(r"\S(?:.*\S)?")
-_TIMEZONE_RE: Final = re.compile(r"UTC|[A-Z][A-Za-z_+-]*(?:/[A-Za-z0-9_+-]+){1,2}")
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_US: Final = timedelta(microseconds=1)
-
-
-_E = TypeVar("_E", bound=enum.Enum)
-
-
-class Period(enum.StrEnum):
-    """A calendar period of a per-period cap, in the campaign's time zone."""
-
-    DAY = "day"
-    WEEK = "week"  # ISO 8601 week, Monday to Sunday
-    MONTH = "month"
 
 
 # The period of :meth:`CampaignRule.period_key` for a campaign without a
@@ -144,34 +130,11 @@ class Outcome(enum.StrEnum):
 # --- Value checks -------------------------------------------------------------
 
 
-def _enum(cls: type[_E], value: object, field: str) -> _E:
-    try:
-        return cls(value)
-    except ValueError as exc:
-        allowed = ", ".join(str(member.value) for member in cls)
-        raise invalid(field, f"{short_repr(value)} is not one of {allowed}") from exc
-
-
-def _fen(value: int, field: str) -> int:
-    try:
-        return check_amount(value, field=field)
-    except RequestError as exc:
-        raise invalid(field, exc.message) from exc
-
-
 def _parse_fen(text: str, field: str) -> int:
     try:
         return parse_amount(text, field=field)
     except RequestError as exc:
         raise invalid(field, exc.message) from exc
-
-
-def _count(value: int, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise invalid(field, f"must be a whole number, not {short_repr(value)}")
-    if not 1 <= value <= GRANTS_PER_CUSTOMER_MAX:
-        raise invalid(field, f"must be 1..{GRANTS_PER_CUSTOMER_MAX}, not {value}")
-    return value
 
 
 def _text(value: object, field: str, length_max: int, pattern: re.Pattern[str] | None = None) -> None:
@@ -181,127 +144,7 @@ def _text(value: object, field: str, length_max: int, pattern: re.Pattern[str] |
         raise invalid(field, f"{short_repr(value)} does not have the required form")
 
 
-def _zone(name: str) -> ZoneInfo:
-    if not isinstance(name, str) or len(name) > TIMEZONE_LEN_MAX or _TIMEZONE_RE.fullmatch(name) is None:
-        raise invalid("window.timezone", f"{short_repr(name)} is not an IANA Area/Location time zone name or UTC")
-    try:
-        return ZoneInfo(name)
-    # ValueError: a malformed key; OSError: a name that is a folder of the zone database, such as "Asia/Ho".
-    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
-        raise invalid("window.timezone", f"unknown time zone {name!r}") from exc
-
-
-def _check_ts(ts_us: int) -> None:
-    if isinstance(ts_us, bool) or not isinstance(ts_us, int) or not TS_US_MIN <= ts_us <= TS_US_MAX:
-        raise RequestError(RejectCode.FIELD_INVALID, "ts_us", f"timestamp must be microseconds since the epoch in {TS_US_MIN}..{TS_US_MAX}")
-
-
-def ts_us_from_datetime(moment: datetime) -> int:
-    """Microseconds since the Unix epoch of an aware datetime (exact, no float)."""
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise RequestError(RejectCode.FIELD_INVALID, "ts_us", "a naive datetime has no instant; give it a time zone")
-    ts_us = (moment - _EPOCH) // _ONE_US
-    _check_ts(ts_us)
-    return ts_us
-
-
-def datetime_from_ts_us(ts_us: int) -> datetime:
-    """The aware UTC datetime of a microsecond timestamp."""
-    _check_ts(ts_us)
-    return _EPOCH + timedelta(microseconds=ts_us)
-
-
-def period_key_of(period: Period, day: date) -> str:
-    """The key of the period holding ``day``: ``2026-05-16``, ``2026-W20`` (ISO week) or ``2026-05``.
-
-    Keys of one period kind sort in time order as text.
-    """
-    if period is Period.DAY:
-        return day.isoformat()
-    if period is Period.WEEK:
-        iso = day.isocalendar()
-        return f"{iso.year:04d}-W{iso.week:02d}"
-    return f"{day.year:04d}-{day.month:02d}"
-
-
-# --- Rule values ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Trigger:
-    """The transfer that earns the reward: its kind, a minimum amount, and optionally its channels."""
-
-    kind: TransferKind
-    amount_min_fen: int
-    channels: frozenset[Channel] | None = None  # None: any channel
-
-    def __post_init__(self) -> None:
-        kind = _enum(TransferKind, self.kind, "trigger.kind")
-        if kind not in TRIGGER_KINDS:
-            raise invalid("trigger.kind", f"{kind} transfers are made by the ledger itself and cannot trigger a campaign")
-        object.__setattr__(self, "kind", kind)
-        _fen(self.amount_min_fen, "trigger.amount_min")
-        if self.channels is not None:
-            if isinstance(self.channels, str) or not isinstance(self.channels, Iterable):
-                raise invalid("trigger.channels", "channels must be a collection of channel names")
-            channels = frozenset(_enum(Channel, channel, "trigger.channels") for channel in self.channels)
-            if not channels:
-                raise invalid("trigger.channels", "list at least one channel, or leave channels out for any channel")
-            object.__setattr__(self, "channels", channels)
-
-
-@dataclass(frozen=True)
-class Reward:
-    """The bonus of one grant: ``amount_fen`` from ``source_account`` to the customer's account of ``target_account_kind``."""
-
-    amount_fen: int
-    source_account: str
-    target_account_kind: AccountKind
-
-    def __post_init__(self) -> None:
-        _fen(self.amount_fen, "reward.amount")
-        if not isinstance(self.source_account, str) or not 0 < len(self.source_account) <= ACCOUNT_REF_LEN_MAX \
-                or not self.source_account.isprintable():
-            raise invalid("reward.source_account", f"account reference must be 1..{ACCOUNT_REF_LEN_MAX} printable characters")
-        kind = _enum(AccountKind, self.target_account_kind, "reward.target_account_kind")
-        if kind not in CUSTOMER_ACCOUNT_KINDS:
-            allowed = ", ".join(sorted(CUSTOMER_ACCOUNT_KINDS))
-            raise invalid("reward.target_account_kind", f"a reward is paid into a customer's account ({allowed}), not {kind}")
-        object.__setattr__(self, "target_account_kind", kind)
-
-
-@dataclass(frozen=True)
-class PeriodCap:
-    """At most ``count`` grants per customer per calendar ``period``."""
-
-    period: Period
-    count: int
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "period", _enum(Period, self.period, "caps.per_period.period"))
-        _count(self.count, "caps.per_period.count")
-
-
-@dataclass(frozen=True)
-class Caps:
-    """The campaign's limits; ``None`` means no such limit."""
-
-    per_period: PeriodCap | None = None
-    per_campaign: int | None = None
-    budget_fen: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.per_period is not None and not isinstance(self.per_period, PeriodCap):
-            raise invalid("caps.per_period", "per_period must be a PeriodCap")
-        if self.per_campaign is not None:
-            _count(self.per_campaign, "caps.per_campaign")
-            if self.per_period is not None and self.per_period.count > self.per_campaign:
-                raise invalid(
-                    "caps.per_period.count",
-                    f"{self.per_period.count} per {self.per_period.period} is more than the {self.per_campaign} of the whole campaign",
-                )
-        if self.budget_fen is not None:
-            _fen(self.budget_fen, "caps.budget")
+# --- Counting and the rule ------------------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 * :mod:`.errors` — :class:`CommandStatus` (Table 5-2) and the error root :class:`SmppError`.
 * :mod:`.tlv` — optional parameters (:class:`OptionalParams`, :class:`Tlv`).
+* :mod:`.codec` — command_id values and the generic body codec (field kinds, checks, encoder, decoder).
 * :mod:`.bodies` — one frozen dataclass per PDU body, each declaring its wire layout once.
 * :mod:`.pdu` — :class:`Pdu`, :func:`parse_pdu` and the stream splitter :class:`PduReader`.
 * :mod:`.window` — sequence numbers, the window of outstanding requests, :func:`backoff_s`.
