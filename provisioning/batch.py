@@ -20,8 +20,9 @@ before a worker starts. Each reader gets a thread with its own PC/SC context
    says is finished, or that failed earlier in this run, is *skipped*; the card
    the worker has just dealt with, still in a reader without a feeder, is left
    alone until it is taken out; anything else is personalized with
-   ``Personalizer.personalize(connection, job, journal)``, which skips the
-   steps the journal already has;
+   ``Personalizer.personalize(connection, job, journal, identified=iccid)``,
+   which skips the steps the journal already has (and, told the ICCID just
+   read, does not read it a second time);
 4. disconnect with ``unpower``: a feeder puts the next card in.
 
 A :class:`~simwallet.provisioning.reader.ReaderError` during personalization
@@ -82,7 +83,9 @@ class PersonalizerLike(Protocol):
 
     STEPS: ClassVar[tuple[str, ...]]
 
-    def personalize(self, connection: CardConnection, job: CardJob, journal: StepJournal | None = None) -> CardOutcome: ...
+    def personalize(
+        self, connection: CardConnection, job: CardJob, journal: StepJournal | None = None, *, identified: str | None = None
+    ) -> CardOutcome: ...
 
 
 class _ObservedJournal:
@@ -389,7 +392,7 @@ class Batch:
         error: BaseException | None = None
         outcome = None
         try:
-            outcome = personalizer.personalize(connection, job, journal)
+            outcome = personalizer.personalize(connection, job, journal, identified=iccid)  # _handle read it: no second read
         except Exception as exc:  # a failed card must not end the batch: it is journaled, reported and set aside
             if not isinstance(exc, (ProvisioningError, AppletError, GatewayError)):
                 logger.exception("personalizing %s failed", iccid)

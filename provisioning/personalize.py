@@ -10,9 +10,10 @@ Theory of operation
 :class:`Personalizer` runs :attr:`Personalizer.STEPS` in order on one card:
 
 ``identify``
-    SELECT EF.ICCID by path from the MF and READ BINARY it; a card whose
-    ICCID is not the job's raises :class:`WrongCardError` before anything is
-    written — on every run, resumed ones included.
+    SELECT EF.ICCID by path from the MF and READ BINARY it (unless the caller
+    has just read it on this connection, as a batch does to find the job);
+    a card whose ICCID is not the job's raises :class:`WrongCardError` before
+    anything is written — on every run, resumed ones included.
 ``adm``
     ask ADM1's retry counter (VERIFY without data), refuse with
     :class:`TriesTooLowError` below 2, then VERIFY the ADM1 code derived
@@ -184,6 +185,7 @@ class _Run:
     job: CardJob
     iccid: str
     secrets: CardSecretValues = field(repr=False)
+    identified: str | None = None  # the ICCID read on this connection just before (no second SELECT and READ)
     pin1_verified: bool = False
     isd: IsdChannel | None = None
     card_kvns: list[int] = field(default_factory=list)
@@ -258,15 +260,21 @@ class Personalizer:
 
     # -- the run ---------------------------------------------------------------------------------
 
-    def personalize(self, connection: CardConnection, job: CardJob, journal: StepJournal | None = None) -> CardOutcome:
-        """Run every step not yet done on the card in ``connection``; see the module docstring."""
+    def personalize(
+        self, connection: CardConnection, job: CardJob, journal: StepJournal | None = None, *, identified: str | None = None
+    ) -> CardOutcome:
+        """Run every step not yet done on the card in ``connection``; see the module docstring.
+
+        ``identified``: the ICCID the caller has just read from this card on this ``connection`` (a batch reads
+        it to find the job): ``identify`` compares it with the job's instead of reading EF.ICCID again.
+        """
         iccid = job.values.iccid
         if iccid is None:
             raise PersonalizationError(None, "identify", "the job has no ICCID")
         self.registration(job, iccid, personalized_at=1)  # checks the registration fields before any APDU
         progress = journal.progress(iccid) if journal is not None else CardProgress(iccid)
         start = connection.exchanges
-        run = _Run(CardIo(connection, iccid), job, iccid, card_secrets(self._secrets_master, iccid))
+        run = _Run(CardIo(connection, iccid), job, iccid, card_secrets(self._secrets_master, iccid), identified=identified)
         if not progress.done("wallet"):
             run.wallet_data = self._wallet_data(job, iccid)
         if progress.finished:
@@ -326,7 +334,7 @@ class Personalizer:
     # -- steps ----------------------------------------------------------------------------------
 
     def _identify(self, run: _Run) -> None:
-        found = read_iccid_with(run.io)
+        found = run.identified if run.identified is not None else read_iccid_with(run.io)
         if found != run.iccid:
             raise WrongCardError(run.iccid, found)
 

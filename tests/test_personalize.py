@@ -177,6 +177,27 @@ def test_wrong_card_writes_nothing(pcscd: PrivatePcscd, tmp_path: Path) -> None:
     assert card.pin_tries(KEY_ADM1) == 10
 
 
+def test_an_iccid_read_by_the_caller_is_not_read_again(pcscd: PrivatePcscd, tmp_path: Path) -> None:
+    """A batch reads the ICCID to find the job: identify then compares instead of sending SELECT and READ again."""
+    keystore = make_keystore(tmp_path / "ks.json")
+    profile = load(tmp_path)
+    card = manufacture_card(profile.card_type, ICCID, keystore, store(tmp_path))
+    personalizer = Personalizer(profile, keystore, None)
+    with inserted(pcscd, card) as slot, slot.connection() as connection:
+        first = personalizer.personalize(connection, job(profile, keystore, ICCID), identified=read_iccid(connection))
+        assert first.steps_run == ALL_STEPS[:-1]  # no registry: no register step
+        # Two more runs on the personalized card, the same steps each: told the ICCID, then reading it itself.
+        told = personalizer.personalize(connection, job(profile, keystore, ICCID), identified=read_iccid(connection))
+        itself = personalizer.personalize(connection, job(profile, keystore, ICCID))
+        assert told.steps_run == itself.steps_run == first.steps_run
+        assert itself.exchanges == told.exchanges + 2
+        # An ICCID that is not the job's is a wrong card, found without an APDU.
+        before = connection.exchanges
+        with pytest.raises(WrongCardError) as caught:
+            personalizer.personalize(connection, job(profile, keystore, ICCID), identified=OTHER_ICCID)
+        assert caught.value.found == OTHER_ICCID and connection.exchanges == before
+
+
 def test_a_pin_the_wallet_cannot_take_fails_before_any_apdu(pcscd: PrivatePcscd, tmp_path: Path) -> None:
     keystore = make_keystore(tmp_path / "ks.json")
     profile = load(tmp_path)
