@@ -9,6 +9,7 @@ service and the STK channel on SQLite and the throwaway PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -30,6 +31,7 @@ from simwallet.gateway.smsc import Account, SmscConfig, SmscServer
 from simwallet.gateway.smsc import AccountKind as SmscAccountKind
 from simwallet.gateway.smsc.air import sms_deliver_for, submit_sm_for
 from simwallet.gateway.smsc.phone import PhoneClient
+from simwallet.gateway.smsc.store import STORE_FILE_NAME
 from simwallet.gateway.store.engine import open_engine
 from simwallet.gateway.wallet import WalletService, pin_verification_key
 from simwallet.provisioning.pcscd import PrivatePcscd
@@ -110,6 +112,10 @@ def test_balance_and_top_up_from_the_cards_menu_and_a_replay_refused(reader: str
         SCardDisconnect(handle, SCARD_LEAVE_CARD)
     assert screens == ["您的手机钱包余额为500.00元", "已为138****8000充值话费50.00元，钱包余额450.00元"]
     assert replays == 1
+    # Each secured answer carried its request's client reference (the SMSC suppresses a second send of it).
+    with sqlite3.connect(tmp_path / "smsc" / STORE_FILE_NAME) as store:
+        references = store.execute("SELECT count(*) FROM client_references WHERE origin = 'gateway'").fetchone()[0]
+    assert references == 2
     assert service_transfers(engine, "svc:stk:") == 1
     assert ledger.account("customer:A1/customer_wallet").balance == 45_000
     engine.dispose()

@@ -346,6 +346,9 @@ class Gateway:
             esm_class=out.esm_class,
             data_coding=out.data_coding,
             short_message=out.short_message,
+            # The request's reference: an answer secured again for a redelivered request (under a higher
+            # counter) is not delivered to a card that has the first one.
+            tlvs=OptionalParams.of(unknown=[client_reference(serve.key, 0)]),
         )
         if not await self._submit(body):
             return False

@@ -223,6 +223,11 @@ class StkServe:
     answer: ServiceReply | None
     redelivery: bool = False
 
+    @property
+    def key(self) -> str:
+        """The request's idempotency key, also when it is answered without the service (the answer's client reference)."""
+        return request_key(self.iccid, self.counter)
+
 
 @dataclass(frozen=True, slots=True)
 class StkReject:
@@ -312,7 +317,7 @@ class StkChannel:
         if isinstance(command, MessageId):
             answer = reply(command, lang, Outcome.OK if command is MessageId.PIN_CHANGED else Outcome.SYNTAX)
         else:
-            key = f"stk:{card.iccid}:{packet.counter}"
+            key = request_key(card.iccid, packet.counter)
             service_request = ServiceRequest(
                 key=key, channel=Channel.STK, msisdn=card.msisdn, command=command, lang=lang, pin_verified_by_card=True
             )
@@ -402,6 +407,11 @@ class StkChannel:
 
 
 # --- the pure parts ---------------------------------------------------------------------------------
+
+
+def request_key(iccid: str, counter: int) -> str:
+    """``stk:<ICCID>:<counter>``: a card's request by its counter, the same in every redelivery of its packet."""
+    return f"stk:{iccid}:{counter}"
 
 
 def _check_shape(inbound: StkInbound) -> CommandFrame:
