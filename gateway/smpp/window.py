@@ -144,6 +144,9 @@ class RequestWindow:
 
     def expired(self, now: float) -> list[Outstanding]:
         """Remove and return, in send order, the requests whose deadline is ``now`` or earlier."""
+        earliest = self.earliest_deadline()  # the pump asks on every pass: no scan unless one is overdue
+        if earliest is None or earliest > now:
+            return []
         late = [entry for entry in self._entries.values() if entry.deadline <= now]
         for entry in late:
             self.pop(entry.request.sequence_number)
