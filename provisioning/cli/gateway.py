@@ -131,6 +131,7 @@ def run(
         try:
             await the_gateway.run(stop)
         finally:
+            stop.set()  # also when run() failed: the collector ends with it
             await collector
             await server.stop()
 
