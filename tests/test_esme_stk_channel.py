@@ -21,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from gateway_helpers import register
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ledger_book import Clock, us
@@ -34,7 +35,7 @@ from simwallet.applet.protocols.sms import Address, Npi, SmsDeliver, Ton, UserDa
 from simwallet.applet.protocols.sms_dcs import DataCoding
 from simwallet.applet.protocols.sms_udh import parse_udh
 from simwallet.applet.protocols.wallet_messages import WALLET_SPI, Operation, WalletRequest, WalletResponse, WalletStatus
-from simwallet.gateway.cards import AcceptanceChannel, CardRegistration, CardRegistry
+from simwallet.gateway.cards import CardRegistry
 from simwallet.gateway.diversify import WalletKeys, card_wallet_keys
 from simwallet.gateway.esme import stk_store
 from simwallet.gateway.esme.stk_channel import (
@@ -129,32 +130,14 @@ class World:
             return stk_store.read_row(conn, ICCID)
 
 
-def _register(registry: CardRegistry, iccid: str, imsi: str, msisdn: str, customer: str, version: int = WALLET_KVN) -> None:
-    registry.register(
-        CardRegistration(
-            iccid=iccid,
-            imsi=imsi,
-            msisdn=msisdn,
-            customer_ref=customer,
-            profile="wallet-cmcc-zh",
-            channel=AcceptanceChannel.SERVICE_HALL,
-            clerk="clerk-017",
-            scp03_kvn=0x30,
-            ota_key_version=1,
-            wallet_key_version=version,
-            personalized_at=T0_US - 86_400_000_000,
-        )
-    )
-
-
 @pytest.fixture
 def world(db_url: str) -> Iterator[World]:
     engine = open_engine(db_url)
     clock = Clock(T0_US)
     ledger = Ledger(engine, clock=clock)
     registry = CardRegistry(engine, ledger, clock=clock)
-    _register(registry, ICCID, "460001234567001", A, "customer:A1")
-    _register(registry, OTHER_ICCID, "460001234567002", B, "customer:B2")
+    register(registry, ICCID, "460001234567001", A, "customer:A1", wallet_key_version=WALLET_KVN)
+    register(registry, OTHER_ICCID, "460001234567002", B, "customer:B2", wallet_key_version=WALLET_KVN)
     ledger.open_accounts(
         [
             AccountSpec(AccountKind.BANK_SETTLEMENT, "bank:ICBC"),
