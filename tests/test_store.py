@@ -108,3 +108,33 @@ def test_postgresql_plans_every_execution_and_looks_keys_up_by_index(pg_url: str
         assert "Index" in plan and "Seq Scan" not in plan
     finally:
         engine.dispose()
+
+
+def test_insert_new_skips_existing_keys_in_one_statement(db_url: str) -> None:
+    """insert_new stores every new row once, keeps the row an existing key has, takes NULLs, and is one statement."""
+    from simwallet.gateway.store.schema import accounts
+    from simwallet.gateway.store.sql import insert_new
+
+    def row(ref: str, owner: str, tier: str | None = None) -> dict[str, object]:
+        return {"ref": ref, "kind": "customer_airtime", "currency": "CNY", "flags": 0, "status": "open",
+                "owner": owner, "tier": tier, "created_us": 1}  # fmt: skip
+
+    engine = open_engine(db_url)
+    statements: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    try:
+        with engine.begin() as conn:
+            insert_new(conn, accounts, [row("a/1", "first"), row("a/2", "first")], key="ref")
+            insert_new(conn, accounts, [], key="ref")  # nothing to do: no statement
+            # a/2 exists: kept as it was; a/3 twice in one call: stored once.
+            insert_new(conn, accounts, [row("a/2", "second"), row("a/3", "second"), row("a/3", "third")], key="ref")
+            found = dict(conn.execute(sa.select(accounts.c.ref, accounts.c.owner).order_by(accounts.c.ref)).all())
+            tiers = set(conn.execute(sa.select(accounts.c.tier)).scalars())
+        assert found == {"a/1": "first", "a/2": "first", "a/3": "second"}
+        assert tiers == {None}
+        inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT")]
+        assert len(inserts) == 2
+        if engine.dialect.name == "postgresql":
+            assert "unnest" in inserts[0] and inserts[0] == inserts[1]  # one text for every batch size
+    finally:
+        engine.dispose()

@@ -8,15 +8,25 @@ array parameter instead (``column = ANY(:values)``): one text for every batch
 size, compiled once by SQLAlchemy, cached by psycopg and, after a few uses,
 prepared, so the server plans it once per connection. SQLite keeps ``IN``
 (it has no arrays; its statements are compiled in-process and cheap).
+
+:func:`insert_new` inserts a batch of rows, skipping those whose key exists
+(``ON CONFLICT DO NOTHING``). psycopg runs an ``executemany`` as one
+Execute per row (pipelined, but each row bound, sent and executed on its
+own; SQLAlchemy's multi-row "insertmanyvalues" is not used for psycopg
+without RETURNING). On PostgreSQL the rows travel as one array parameter
+per column instead, unnested by the server (``INSERT … SELECT … FROM
+unnest(:a, :b, …)``): one statement of one text for every batch size.
+SQLite keeps ``executemany`` (in-process, no round trips to save).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 
 
 def one_of(dialect: sa.Dialect, column: sa.ColumnElement[Any], values: Iterable[Any]) -> sa.ColumnElement[bool]:
@@ -24,3 +34,22 @@ def one_of(dialect: sa.Dialect, column: sa.ColumnElement[Any], values: Iterable[
     if dialect.name == "postgresql":
         return column == sa.any_(sa.bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
     return column.in_(list(values))
+
+
+def insert_new(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], *, key: str) -> None:
+    """Insert ``rows`` (every row with the same columns) in one statement; a row whose ``key`` exists is skipped."""
+    if not rows:
+        return
+    names = tuple(rows[0])
+    if conn.dialect.name == "postgresql":
+        conn.execute(_unnest_insert(table, names, key), {f"p_{name}": [row[name] for row in rows] for name in names})
+    else:
+        conn.execute(sqlite.insert(table).on_conflict_do_nothing(index_elements=[key]), list(rows))
+
+
+@functools.lru_cache(maxsize=32)
+def _unnest_insert(table: sa.Table, names: tuple[str, ...], key: str) -> sa.Insert:
+    # One statement object per table and column set: SQLAlchemy compiles it once, psycopg prepares it.
+    arrays = [sa.bindparam(f"p_{name}", type_=postgresql.ARRAY(table.c[name].type)) for name in names]
+    rows = sa.func.unnest(*arrays).table_valued(*names).render_derived()
+    return postgresql.insert(table).from_select(list(names), sa.select(*rows.c)).on_conflict_do_nothing(index_elements=[key])

@@ -37,7 +37,7 @@ from simwallet.gateway.store.schema import (
     wallet_pins,
     wallet_replies,
 )
-from simwallet.gateway.store.sql import one_of
+from simwallet.gateway.store.sql import insert_new, one_of
 from simwallet.gateway.wallet.outcomes import Outcome, ServiceReply, decode_params, encode_params
 from simwallet.gateway.wallet.pins import PinRecord
 from simwallet.gateway.wallet.replies import CardRow, WalletBalance
@@ -144,7 +144,7 @@ def stored_replies(conn: sa.Connection, keys: Collection[str]) -> dict[str, Serv
 
 
 def insert_replies(conn: sa.Connection, rows: Sequence[ReplyRow]) -> None:
-    """Store replies in one multi-row insert; a key another process stored meanwhile keeps its first reply."""
+    """Store replies in one statement; a key another process stored meanwhile keeps its first reply."""
     if not rows:
         return
     values = [
@@ -161,9 +161,7 @@ def insert_replies(conn: sa.Connection, rows: Sequence[ReplyRow]) -> None:
         }
         for row in rows
     ]
-    # executemany: SQLAlchemy sends one multi-row INSERT ("insertmanyvalues") from a cached statement,
-    # instead of compiling a new statement for every batch size.
-    conn.execute(_insert(conn)(wallet_replies).on_conflict_do_nothing(index_elements=["request_key"]), values)
+    insert_new(conn, wallet_replies, values, key="request_key")
 
 
 def prune_replies(conn: sa.Connection, older_than_us: int) -> int:
@@ -194,7 +192,7 @@ def open_airtime_accounts(conn: sa.Connection, customer_refs: Collection[str], n
         return
     # The ledger's own row builder (validation, flags, defaults), as card registration uses it.
     rows = [Ledger._account_row(AccountSpec(AccountKind.CUSTOMER_AIRTIME, ref), now_us) for ref in sorted(customer_refs)]
-    conn.execute(_insert(conn)(accounts).on_conflict_do_nothing(index_elements=["ref"]), rows)
+    insert_new(conn, accounts, rows, key="ref")
 
 
 def wallet_balances(conn: sa.Connection, refs: Collection[str]) -> dict[str, WalletBalance]:
@@ -210,7 +208,7 @@ def wallet_balances(conn: sa.Connection, refs: Collection[str]) -> dict[str, Wal
 def opt_out(conn: sa.Connection, msisdns: Collection[str], now_us: int) -> None:
     if msisdns:
         rows = [{"msisdn": m, "since_us": now_us} for m in sorted(msisdns)]
-        conn.execute(_insert(conn)(marketing_opt_outs).on_conflict_do_nothing(index_elements=["msisdn"]), rows)
+        insert_new(conn, marketing_opt_outs, rows, key="msisdn")
 
 
 def opt_in(conn: sa.Connection, msisdns: Collection[str]) -> None:
