@@ -129,8 +129,10 @@ def test_insert_new_skips_existing_keys_in_one_statement(db_url: str) -> None:
             # a/2 exists: kept as it was; a/3 twice in one call: stored once.
             insert_new(conn, accounts, [row("a/2", "second"), row("a/3", "second"), row("a/3", "third")], key="ref")
             found = dict(conn.execute(sa.select(accounts.c.ref, accounts.c.owner).order_by(accounts.c.ref)).all())
+            ids = dict(conn.execute(sa.select(accounts.c.ref, accounts.c.id)).all())
             tiers = set(conn.execute(sa.select(accounts.c.tier)).scalars())
         assert found == {"a/1": "first", "a/2": "first", "a/3": "second"}
+        assert ids["a/3"] == ids["a/2"] + 1  # the existing a/2 spent no id
         assert tiers == {None}
         inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT")]
         assert len(inserts) == 2

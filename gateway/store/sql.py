@@ -37,7 +37,11 @@ def one_of(dialect: sa.Dialect, column: sa.ColumnElement[Any], values: Iterable[
 
 
 def insert_new(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], *, key: str) -> None:
-    """Insert ``rows`` (every row with the same columns) in one statement; a row whose ``key`` exists is skipped."""
+    """Insert ``rows`` (every row with the same columns) in one statement; a row whose ``key`` exists is skipped.
+
+    No existence check beforehand is needed: the statement skips existing keys itself, without spending a
+    value of the table's id sequence on them (PostgreSQL), and ``key`` must have a unique index.
+    """
     if not rows:
         return
     names = tuple(rows[0])
@@ -52,4 +56,8 @@ def _unnest_insert(table: sa.Table, names: tuple[str, ...], key: str) -> sa.Inse
     # One statement object per table and column set: SQLAlchemy compiles it once, psycopg prepares it.
     arrays = [sa.bindparam(f"p_{name}", type_=postgresql.ARRAY(table.c[name].type)) for name in names]
     rows = sa.func.unnest(*arrays).table_valued(*names).render_derived()
-    return postgresql.insert(table).from_select(list(names), sa.select(*rows.c)).on_conflict_do_nothing(index_elements=[key])
+    # Rows whose key exists are left out before they become tuples (a serial column's default would spend a
+    # sequence value on each); ON CONFLICT still skips a key another transaction inserts meanwhile.
+    exists = sa.select(sa.literal(1)).where(table.c[key] == rows.c[key]).exists()
+    new = sa.select(*rows.c).where(~exists)
+    return postgresql.insert(table).from_select(list(names), new).on_conflict_do_nothing(index_elements=[key])

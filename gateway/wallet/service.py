@@ -130,7 +130,6 @@ from simwallet.gateway.wallet.replies import (
     Posting,
     Reading,
     balances_after,
-    customer_airtime,
     customer_wallet,
     field_error,
     history_entry,
@@ -296,9 +295,7 @@ class WalletService:
         store.opt_out(conn, {m for m, out in state.marketing.items() if out}, now)
         store.opt_in(conn, {m for m, out in state.marketing.items() if not out})
         owners = {owner for d in decisions if isinstance(d, Posting) for owner in d.airtime_owners}
-        if owners:
-            have = store.existing_accounts(conn, {customer_airtime(owner) for owner in owners})
-            store.open_airtime_accounts(conn, {o for o in owners if customer_airtime(o) not in have}, now)
+        store.open_airtime_accounts(conn, owners, now)  # those that exist are left as they are
         return decisions
 
     def _decide_one(self, request: ServiceRequest, state: _Batch) -> Decision:

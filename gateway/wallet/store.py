@@ -180,12 +180,6 @@ def posted_ledger_keys(conn: sa.Connection, keys: Collection[str]) -> set[str]:
     return set(conn.execute(query).scalars())
 
 
-def existing_accounts(conn: sa.Connection, refs: Collection[str]) -> set[str]:
-    if not refs:
-        return set()
-    return set(conn.execute(sa.select(accounts.c.ref).where(one_of(conn.dialect, accounts.c.ref, sorted(refs)))).scalars())
-
-
 def open_airtime_accounts(conn: sa.Connection, customer_refs: Collection[str], now_us: int) -> None:
     """Open the phone-credit accounts of these customers; one opened meanwhile by another process is left as it is."""
     if not customer_refs:
