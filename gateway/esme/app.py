@@ -391,11 +391,14 @@ class Gateway:
                     break
             # Up to batches_in_flight batches at once: one batch's database round trips overlap another's Python.
             await self._in_flight.acquire()
-            asyncio.get_running_loop().create_task(self._serve_batch(batch))
+            # The batch goes to the worker thread now: the previous batch's reply tasks are already queued
+            # on the loop, and a task started here would wait for all of them before handing it over.
+            served = asyncio.get_running_loop().run_in_executor(None, self.service.handle_batch, [w.request for w in batch])
+            asyncio.get_running_loop().create_task(self._serve_batch(batch, served))
 
-    async def _serve_batch(self, batch: list[_Work]) -> None:
+    async def _serve_batch(self, batch: list[_Work], served: asyncio.Future[list[ServiceReply]]) -> None:
         try:
-            replies = await asyncio.to_thread(self.service.handle_batch, [w.request for w in batch])
+            replies = await served
         except Exception:
             # Nothing answered: the SMSC delivers every one of them again.
             logger.exception("the service failed a batch of %d requests", len(batch))
