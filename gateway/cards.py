@@ -29,6 +29,12 @@ the earlier transaction and then fails on the unique index, and the whole
 transaction is run again, which now finds the card (step 1). Exactly one
 caller sees ``created=True``.
 
+:meth:`CardRegistry.register_many` does the same for a group of cards (a
+batch's, up to :data:`REGISTER_MANY_MAX`) in one transaction of five
+statements: one read of every card holding one of the group's ICCIDs, IMSIs or
+MSISDNs, one of the customers' accounts, one of the tiers, one insert of the
+accounts and one of the cards. It keeps all or, on any refusal, none.
+
 The table holds identifiers and key *versions*, never a PIN, PUK, ADM code,
 Ki or key; ``details`` takes non-secret extras only (names that look like a
 secret are refused).
@@ -40,7 +46,7 @@ import builtins
 import enum
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Final, TypeVar
@@ -78,6 +84,8 @@ LIST_LIMIT_MAX: Final = 10_000
 # Values per IN (...) of holders(): well under SQLite's (32766) and PostgreSQL's (65535) bound-parameter limits.
 LOOKUP_CHUNK_MAX: Final = 500
 _IDENTITY_COLUMNS: Final = ("iccid", "imsi", "msisdn")
+# Cards per register_many: three IN lists of this many values stay far below any bound-parameter limit.
+REGISTER_MANY_MAX: Final = 256
 # Attempts of one registration transaction before a conflict becomes a StoreError.
 TX_ATTEMPTS_MAX: Final = 8
 # First back-off after a conflict; doubles per attempt.
@@ -316,59 +324,119 @@ class CardRegistry:
         ``personalized_at`` is kept, so a resumed personalization may send its own time); any other
         value that differs is an ``idempotency_conflict`` naming the field.
         """
-        return self._in_tx(lambda conn: self._register_in(conn, registration))
+        return self._in_tx(lambda conn: self._register_all(conn, [registration]))[0]
 
-    def _register_in(self, conn: sa.Connection, reg: CardRegistration) -> RegistrationResult:
-        tier = reg.tier
-        specs = [
-            AccountSpec(kind, reg.customer_ref, tier=tier if kind is AccountKind.CUSTOMER_WALLET else None)
-            for kind in CUSTOMER_ACCOUNT_KINDS
-        ]
+    def register_many(self, registrations: Sequence[CardRegistration]) -> builtins.list[RegistrationResult]:
+        """What :meth:`register` does for each card, in one transaction: all of them or, on any refusal, none.
+
+        A batch hands over its finished cards in groups: one commit and five statements for the group instead of
+        per card. The results are in the order given; a card given twice is registered once (its second
+        result says ``created=False``). A refusal names the field, as :meth:`register`'s does, and keeps none
+        of the group: the caller registers those cards one at a time to learn which one it was.
+        """
+        if not 0 < len(registrations) <= REGISTER_MANY_MAX:
+            raise ValueError(f"register_many takes 1 to {REGISTER_MANY_MAX} registrations, not {len(registrations)}")
+        return self._in_tx(lambda conn: self._register_all(conn, registrations))
+
+    def _register_all(self, conn: sa.Connection, regs: Sequence[CardRegistration]) -> builtins.list[RegistrationResult]:
         # One statement, so one snapshot even at READ COMMITTED: a card committed meanwhile
         # shows up as itself, never as "its MSISDN is on another card".
-        query = sa.select(cards).where(sa.or_(cards.c.iccid == reg.iccid, cards.c.imsi == reg.imsi, cards.c.msisdn == reg.msisdn))
+        query = sa.select(cards).where(
+            sa.or_(
+                cards.c.iccid.in_({r.iccid for r in regs}),
+                cards.c.imsi.in_({r.imsi for r in regs}),
+                cards.c.msisdn.in_({r.msisdn for r in regs}),
+            )
+        )
         found = {row.iccid: _row_to_card(row) for row in conn.execute(query)}
-        if reg.iccid in found:
-            card = found[reg.iccid]
-            self._check_same(card, reg)
-            return RegistrationResult(card, False, self._customer_accounts(conn, reg.customer_ref))
-        for column in ("imsi", "msisdn"):
-            other = next((c.iccid for c in found.values() if getattr(c, column) == getattr(reg, column)), None)
-            if other is not None:
-                raise _invalid(column, f"{column} {getattr(reg, column)} is already on card {other}")
+        new = self._new_cards(regs, found)
+        held = self._customer_accounts(conn, {r.customer_ref for r in regs})
         now = self._clock()
-        held_before = self._customer_accounts(conn, reg.customer_ref)
-        have = {a.kind for a in held_before}
-        missing = [s for s in specs if s.kind not in have]
-        if (
-            tier is not None
-            and missing
-            and conn.execute(sa.select(product_tiers.c.name).where(product_tiers.c.name == tier)).first() is None
-        ):
-            raise _invalid("tier", f"no product tier {tier!r}")
-        # The ledger's own row builder (validation, flags, defaults): see the module docstring.
-        rows = [Ledger._account_row(spec, now) for spec in missing]
-        opened: tuple[Account, ...] = ()
-        if rows:
-            inserted = conn.execute(accounts.insert().returning(*accounts.c, sort_by_parameter_order=True), rows)
-            opened = tuple(row_to_account(r) for r in inserted)
-        values = {name: getattr(reg, name) for name in _CARD_FIELDS}
-        values.update(channel=reg.channel.value, details=dict(reg.details), status=CardStatus.PERSONALIZED.value, registered_at=now)
-        card = _row_to_card(conn.execute(cards.insert().values(**values).returning(*cards.c)).one())
-        held = tuple(sorted((*held_before, *opened), key=lambda a: a.id))
-        return RegistrationResult(card, True, held, tuple(sorted(opened, key=lambda a: a.id)))
+        opened = self._open_missing(conn, new, held, now)
+        created: dict[str, RegisteredCard] = {}
+        if new:
+            card_rows = [
+                {name: getattr(reg, name) for name in _CARD_FIELDS}
+                | {"channel": reg.channel.value, "details": dict(reg.details), "status": CardStatus.PERSONALIZED.value}
+                | {"registered_at": now}
+                for reg in new
+            ]
+            for row in conn.execute(cards.insert().returning(*cards.c, sort_by_parameter_order=True), card_rows):
+                created[row.iccid] = _row_to_card(row)
+        opener = {reg.customer_ref: reg.iccid for reg in reversed(new)}  # each customer's first new card opened its accounts
+        results: builtins.list[RegistrationResult] = []
+        for reg in regs:
+            owner = reg.customer_ref
+            holding = tuple(sorted((*held.get(owner, ()), *opened.get(owner, ())), key=lambda a: a.id))
+            card = created.pop(reg.iccid, None)
+            if card is None:
+                results.append(RegistrationResult(found.get(reg.iccid) or self._stored(conn, reg.iccid), False, holding))
+            else:
+                mine = tuple(sorted(opened.get(owner, ()), key=lambda a: a.id)) if opener[owner] == reg.iccid else ()
+                results.append(RegistrationResult(card, True, holding, mine))
+        return results
+
+    def _new_cards(self, regs: Sequence[CardRegistration], found: Mapping[str, RegisteredCard]) -> builtins.list[CardRegistration]:
+        """The registrations to insert, each card once; a repeat must match, an IMSI or MSISDN must be free."""
+        holders = {(column, getattr(card, column)): card.iccid for card in found.values() for column in ("imsi", "msisdn")}
+        new: dict[str, CardRegistration] = {}
+        for reg in regs:
+            same = found.get(reg.iccid) or new.get(reg.iccid)
+            if same is not None:
+                self._check_same(same, reg)
+                continue
+            for column in ("imsi", "msisdn"):
+                other = holders.setdefault((column, getattr(reg, column)), reg.iccid)
+                if other != reg.iccid:
+                    raise _invalid(column, f"{column} {getattr(reg, column)} is already on card {other}")
+            new[reg.iccid] = reg
+        return builtins.list(new.values())
 
     @staticmethod
-    def _check_same(card: RegisteredCard, reg: CardRegistration) -> None:
+    def _open_missing(
+        conn: sa.Connection, new: Sequence[CardRegistration], held: Mapping[str, Sequence[Account]], now: int
+    ) -> dict[str, builtins.list[Account]]:
+        """Open the accounts the new cards' customers lack (a customer's first new card opens them), by owner."""
+        specs: builtins.list[AccountSpec] = []
+        opening: set[tuple[str, AccountKind]] = {(owner, a.kind) for owner, have in held.items() for a in have}
+        for reg in new:
+            for kind in CUSTOMER_ACCOUNT_KINDS:
+                if (reg.customer_ref, kind) not in opening:
+                    opening.add((reg.customer_ref, kind))
+                    specs.append(AccountSpec(kind, reg.customer_ref, tier=reg.tier if kind is AccountKind.CUSTOMER_WALLET else None))
+        tiers = {spec.tier for spec in specs if spec.tier is not None}
+        if tiers:
+            known = set(conn.execute(sa.select(product_tiers.c.name).where(product_tiers.c.name.in_(tiers))).scalars())
+            for tier in sorted(tiers - known):
+                raise _invalid("tier", f"no product tier {tier!r}")
+        opened: dict[str, builtins.list[Account]] = {}
+        if specs:
+            # The ledger's own row builder (validation, flags, defaults): see the module docstring.
+            rows = [Ledger._account_row(spec, now) for spec in specs]
+            for row in conn.execute(accounts.insert().returning(*accounts.c, sort_by_parameter_order=True), rows):
+                account = row_to_account(row)
+                opened.setdefault(account.owner, []).append(account)
+        return opened
+
+    @staticmethod
+    def _stored(conn: sa.Connection, iccid: str) -> RegisteredCard:
+        return _row_to_card(conn.execute(sa.select(cards).where(cards.c.iccid == iccid)).one())
+
+    @staticmethod
+    def _check_same(card: RegisteredCard | CardRegistration, reg: CardRegistration) -> None:
         for name in _SAME_FIELDS:
             if getattr(card, name) != getattr(reg, name):
-                raise RequestError(RejectCode.IDEMPOTENCY_CONFLICT, name, f"card {card.iccid} is registered with another {name}")
+                raise RequestError(RejectCode.IDEMPOTENCY_CONFLICT, name, f"card {reg.iccid} is registered with another {name}")
 
     @staticmethod
-    def _customer_accounts(conn: sa.Connection, owner: str) -> tuple[Account, ...]:
+    def _customer_accounts(conn: sa.Connection, owners: Iterable[str]) -> dict[str, builtins.list[Account]]:
         kinds = [k.value for k in CUSTOMER_ACCOUNT_KINDS]
-        query = sa.select(accounts).where(accounts.c.owner == owner, accounts.c.kind.in_(kinds)).order_by(accounts.c.id)
-        return tuple(row_to_account(r) for r in conn.execute(query))
+        query = sa.select(accounts).where(accounts.c.owner.in_(set(owners)), accounts.c.kind.in_(kinds)).order_by(accounts.c.id)
+        held: dict[str, builtins.list[Account]] = {}
+        for row in conn.execute(query):
+            account = row_to_account(row)
+            held.setdefault(account.owner, []).append(account)
+        return held
 
     # -- reading and status --------------------------------------------------------------
 

@@ -20,10 +20,22 @@ before a worker starts. Each reader gets a thread with its own PC/SC context
    says is finished, or that failed earlier in this run, is *skipped*; the card
    the worker has just dealt with, still in a reader without a feeder, is left
    alone until it is taken out; anything else is personalized with
-   ``Personalizer.personalize(connection, job, journal, identified=iccid)``,
-   which skips the steps the journal already has (and, told the ICCID just
-   read, does not read it a second time);
-4. disconnect with ``unpower``: a feeder puts the next card in.
+   ``Personalizer.personalize(connection, job, journal, identified=iccid,
+   defer_registration=True)``, which skips the steps the journal already has
+   (and, told the ICCID just read, does not read it a second time) and stops
+   after the card's own steps;
+4. disconnect with ``unpower``: a feeder puts the next card in. The card's
+   registration joins the worker's
+   :class:`~simwallet.provisioning.batch_register.RegistrationGroup`, which is
+   registered in one transaction when it is due or whenever the worker would
+   wait; then each card is journaled ``register`` done and ``finished`` (one
+   flush for the group) and reported *personalized*.
+
+Cards a killed run left with every on-card step journaled but no
+registration are registered at the start of the next run, without the card
+(their result has no reader). A registration the backend refuses fails that
+card alone (``failed`` at ``register``); a later run tries it again, again
+without the card.
 
 A :class:`~simwallet.provisioning.reader.ReaderError` during personalization
 (the card was pulled, or stopped answering) is journaled as ``failed`` at the
@@ -52,12 +64,14 @@ from typing import TYPE_CHECKING, ClassVar, Final, Protocol
 from simwallet.applet.errors import AppletError
 from simwallet.gateway.errors import GatewayError
 from simwallet.provisioning.batch_csv import BatchCard, BatchInput
+from simwallet.provisioning.batch_register import GROUP_IDLE_S, PendingCard, RegistrationGroup
 from simwallet.provisioning.batch_report import BatchEvent, BatchReport, CardResult, CardStatus, EventKind, write_results
 from simwallet.provisioning.errors import ProvisioningError
 from simwallet.provisioning.journal import CardProgress
 from simwallet.provisioning.reader import CardConnection, NoCardError, Pcsc, ReaderBusyError, ReaderError, Trace
 
 if TYPE_CHECKING:
+    from simwallet.gateway.cards import CardRegistration, CardRegistry, RegistrationResult
     from simwallet.provisioning.personalize import CardJob, CardOutcome, StepJournal
 
 logger = logging.getLogger(__name__)
@@ -72,6 +86,10 @@ IDLE_TIMEOUT_S: Final = 30.0
 READERS_MAX: Final = 64
 # The journal's step name for what precedes the first step (connecting, reading the ICCID).
 STEP_CARD: Final = "card"
+# The step that needs no card: a batch registers its cards in groups after they have left the reader.
+STEP_REGISTER: Final = "register"
+# The reader of events about a card registered without it (left by a killed run).
+NO_READER: Final = ""
 # What a worker remembers as the last card when it could not read one (never an ICCID: those are digits).
 UNREADABLE: Final = "unreadable"
 # An error text in a result is cut to this many characters (the journal bounds its records too).
@@ -82,10 +100,19 @@ class PersonalizerLike(Protocol):
     """What the batch needs of :class:`~simwallet.provisioning.personalize.Personalizer`."""
 
     STEPS: ClassVar[tuple[str, ...]]
+    registry: CardRegistry | None
 
     def personalize(
-        self, connection: CardConnection, job: CardJob, journal: StepJournal | None = None, *, identified: str | None = None
+        self,
+        connection: CardConnection,
+        job: CardJob,
+        journal: StepJournal | None = None,
+        *,
+        identified: str | None = None,
+        defer_registration: bool = False,
     ) -> CardOutcome: ...
+
+    def registration(self, job: CardJob, iccid: str, *, personalized_at: int) -> CardRegistration: ...
 
 
 class _ObservedJournal:
@@ -106,8 +133,8 @@ class _ObservedJournal:
         elif event == "failed":
             self.failure_recorded = True
 
-    def finish(self, iccid: str) -> None:
-        self._journal.finish(iccid)
+    def finish(self, *iccids: str) -> None:
+        self._journal.finish(*iccids)
 
 
 @dataclass
@@ -124,6 +151,7 @@ class _Card:
     seconds: float = 0.0
     attempts: int = 0
     error: str | None = None
+    registering: bool = False  # off the reader, in a worker's registration group
 
     def result(self) -> CardResult:
         return CardResult(
@@ -200,6 +228,7 @@ class Batch:
             status = CardStatus.ALREADY_DONE if progress.finished else CardStatus.PENDING
             self._cards[card.iccid] = _Card(card.iccid, card.row, status, attempts=progress.attempts)
         self._unexpected: dict[str, _Card] = {}
+        self._groups: dict[str, RegistrationGroup] = {}  # each worker's, by reader
 
     # -- running --------------------------------------------------------------------------------------
 
@@ -207,6 +236,7 @@ class Batch:
         """Start one worker per reader, wait for the end, return the report. Ctrl-C stops the workers after their current card."""
         started = self._clock()
         self._last_activity = started
+        self._register_leftovers()
         threads = [threading.Thread(target=self._work, args=(reader,), name=f"batch {reader}", daemon=True) for reader in self._readers]
         for thread in threads:
             thread.start()
@@ -278,7 +308,12 @@ class Batch:
         try:
             with self._pcsc() as pcsc:
                 personalizer = self._personalizer()
-                self._loop(reader, pcsc, personalizer)
+                if personalizer.registry is not None:
+                    self._groups[reader] = RegistrationGroup(personalizer.registry)
+                try:
+                    self._loop(reader, pcsc, personalizer)
+                finally:
+                    self._register_group(reader)  # the cards that have left this reader are registered before it stops
         except ReaderError as exc:
             self._emit(BatchEvent(EventKind.READER_ERROR, reader, message=_error_text(exc)))
         except Exception:
@@ -290,10 +325,15 @@ class Batch:
     def _loop(self, reader: str, pcsc: Pcsc, personalizer: PersonalizerLike) -> None:
         handled: str | None = None  # the ICCID this worker dealt with last (a reader without a feeder keeps it)
         waiting = False
+        group = self._groups.get(reader)
         while not self._check_end():
+            pending = group is not None and len(group) > 0
             try:
-                pcsc.wait_for_card(reader, self._poll_s)
+                pcsc.wait_for_card(reader, GROUP_IDLE_S if pending else self._poll_s)
             except NoCardError:
+                if pending:  # nothing to do until a card comes: register those that are done first
+                    self._register_group(reader)
+                    continue
                 if not waiting:
                     self._emit(BatchEvent(EventKind.WAITING, reader))
                     waiting = True
@@ -316,6 +356,8 @@ class Batch:
                 self._stop.wait(RETRY_S)
                 continue
             handled = self._handle(reader, pcsc, connection, personalizer, handled)
+            if group is not None and group.due:
+                self._register_group(reader)
 
     def _handle(
         self, reader: str, pcsc: Pcsc, connection: CardConnection, personalizer: PersonalizerLike, handled: str | None
@@ -344,6 +386,7 @@ class Batch:
                 self._wait_removed(reader, pcsc)
 
     def _wait_removed(self, reader: str, pcsc: Pcsc) -> None:
+        self._register_group(reader)  # a clerk may take a while: the cards done so far are registered first
         while not self._check_end():
             try:
                 pcsc.wait_for_card(reader, self._poll_s, present=False)
@@ -364,7 +407,7 @@ class Batch:
         self._touch()
         with self._lock:
             state = self._cards[iccid]
-            settled = state.status in (CardStatus.ALREADY_DONE, CardStatus.PERSONALIZED, CardStatus.FAILED)
+            settled = state.registering or state.status in (CardStatus.ALREADY_DONE, CardStatus.PERSONALIZED, CardStatus.FAILED)
             if not settled:
                 self._busy += 1
                 state.reader = reader
@@ -392,7 +435,8 @@ class Batch:
         error: BaseException | None = None
         outcome = None
         try:
-            outcome = personalizer.personalize(connection, job, journal, identified=iccid)  # _handle read it: no second read
+            # _handle has read the ICCID (no second read); registration waits for the group, the card goes now.
+            outcome = personalizer.personalize(connection, job, journal, identified=iccid, defer_registration=True)
         except Exception as exc:  # a failed card must not end the batch: it is journaled, reported and set aside
             if not isinstance(exc, (ProvisioningError, AppletError, GatewayError)):
                 logger.exception("personalizing %s failed", iccid)
@@ -405,12 +449,16 @@ class Batch:
             state.apdus += apdus
             state.seconds += seconds
             if outcome is not None:
-                state.status = CardStatus.PERSONALIZED
+                state.registering = True
                 state.steps_run += [s for s in outcome.steps_run if s not in state.steps_run]
                 state.steps_skipped = outcome.steps_skipped  # by the last attempt: done before it, in this run or an earlier one
                 state.error = None
         if outcome is not None:
-            self._emit(BatchEvent(EventKind.FINISHED, reader, iccid, result=state.result()))
+            group = self._groups.get(reader)
+            if outcome.registration is None or group is None:  # nothing to register: no registry, or registered before
+                self._complete(reader, [iccid], registered=False)
+            else:
+                group.add(iccid, outcome.registration)
             return iccid
         assert error is not None
         text = _error_text(error)
@@ -428,6 +476,98 @@ class Batch:
             return None
         self._emit(BatchEvent(EventKind.FINISHED, reader, iccid, step=step, result=state.result()))
         return iccid
+
+    # -- registration, off the reader -------------------------------------------------------------------
+
+    def _register_leftovers(self) -> None:
+        """Cards an earlier run left with every on-card step journaled: registered now, without the card, and finished."""
+        touched = [c for c in self._cards.values() if c.status is CardStatus.PENDING and c.attempts > 0]
+        if not touched:
+            return
+        from simwallet.provisioning.personalize import CardJob
+
+        personalizer = self._personalizer()
+        on_card = [step for step in personalizer.STEPS if step != STEP_REGISTER]
+        group = None if personalizer.registry is None else RegistrationGroup(personalizer.registry)
+        complete: list[str] = []
+        for state in touched:
+            progress = self._journal.progress(state.iccid)
+            if not all(progress.done(step) for step in on_card):
+                continue
+            with self._lock:
+                state.steps_skipped = tuple(step for step in personalizer.STEPS if progress.done(step))
+                state.registering = True
+            if group is None or progress.done(STEP_REGISTER):
+                complete.append(state.iccid)
+                continue
+            card = self._by_iccid[state.iccid]
+            job = CardJob(values=card.values, personalization=card.personalization, channel=self._channel, clerk=self._clerk, row=card.row)
+            try:
+                group.add(state.iccid, personalizer.registration(job, state.iccid, personalized_at=time.time_ns() // 1000))
+            except (ProvisioningError, GatewayError) as exc:
+                self._fail_registration(NO_READER, state.iccid, exc)
+            if group.due:
+                self._registered(NO_READER, group.register())
+        if group is not None and len(group) > 0:
+            self._registered(NO_READER, group.register())
+        self._complete(NO_READER, complete, registered=False)
+
+    def _register_group(self, reader: str) -> None:
+        group = self._groups.get(reader)
+        if group is not None and len(group) > 0:
+            self._registered(reader, group.register())
+
+    def _registered(self, reader: str, outcomes: Sequence[tuple[PendingCard, RegistrationResult | Exception]]) -> None:
+        """Journal a registered group: ``register`` done for each card, then all ``finished`` with one flush."""
+        done: list[str] = []
+        for card, outcome in outcomes:
+            error = outcome if isinstance(outcome, Exception) else None
+            if error is None:
+                try:
+                    self._journal.record(card.iccid, STEP_REGISTER, "done")
+                except ProvisioningError as exc:
+                    error = exc
+            if error is not None:
+                self._fail_registration(reader, card.iccid, error)
+                continue
+            self._emit(BatchEvent(EventKind.STEP, reader, card.iccid, step=STEP_REGISTER))
+            done.append(card.iccid)
+        self._complete(reader, done, registered=True)
+
+    def _complete(self, reader: str, iccids: Sequence[str], *, registered: bool) -> None:
+        """The cards are done: journal them ``finished`` (one flush) and report them personalized."""
+        if not iccids:
+            return
+        try:
+            self._journal.finish(*iccids)
+        except ProvisioningError as exc:
+            for iccid in iccids:
+                self._fail_registration(reader, iccid, exc)
+            return
+        for iccid in iccids:
+            with self._lock:
+                state = self._cards[iccid]
+                state.status, state.registering, state.error = CardStatus.PERSONALIZED, False, None
+                if registered and STEP_REGISTER not in state.steps_run:
+                    state.steps_run.append(STEP_REGISTER)
+                result = state.result()
+            self._emit(BatchEvent(EventKind.FINISHED, reader, iccid, result=result))
+
+    def _fail_registration(self, reader: str, iccid: str, error: Exception) -> None:
+        """A card whose on-card steps are done could not be registered (or journaled): failed, for a later run."""
+        from simwallet.provisioning.personalize_card import PersonalizationError
+
+        if isinstance(error, GatewayError):
+            error = PersonalizationError(iccid, STEP_REGISTER, str(error), field=getattr(error, "field", None))
+        elif not isinstance(error, ProvisioningError):
+            logger.error("registering %s failed", iccid, exc_info=error)
+        text = _error_text(error)
+        self._record_failure(iccid, STEP_REGISTER, text)
+        with self._lock:
+            state = self._cards[iccid]
+            state.status, state.registering, state.error = CardStatus.FAILED, False, text
+            result = state.result()
+        self._emit(BatchEvent(EventKind.FINISHED, reader, iccid, step=STEP_REGISTER, result=result))
 
     def _current_step(self, personalizer: PersonalizerLike, iccid: str) -> str:
         done = self._journal.progress(iccid).steps_done

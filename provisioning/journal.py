@@ -22,7 +22,9 @@ step records are written without a flush. Records that conclude a card —
 ``finished`` and ``failed`` — and the header are flushed with ``fdatasync``
 before the call returns: after a power cut the journal may have lost step
 records of cards in progress (those steps run again, which they may), but
-never the end of a card. That is one flush per card instead of one per step.
+never the end of a card. That is one flush per card instead of one per step,
+and one per group of cards when a batch finishes several at once
+(:meth:`Journal.finish` takes them all).
 
 A kill in the middle of a ``write`` can leave a torn last line; it is
 recognised (no trailing newline, or not JSON, on the last line only),
@@ -166,9 +168,13 @@ class Journal:
             self._append(record, durable=durable)
             _apply(self._cards.setdefault(iccid, _Accumulator()), record)
 
-    def finish(self, iccid: str) -> None:
-        """The card is complete: every step done and verified."""
-        self.record(iccid, "finished")
+    def finish(self, *iccids: str) -> None:
+        """These cards are complete, every step done and verified: their ``finished`` records, with one flush for all."""
+        with self._lock:
+            for n, iccid in enumerate(iccids):
+                record: dict[str, Any] = {"v": JOURNAL_VERSION, "iccid": iccid, "step": "finished", "event": "done", "ts": self._clock()}
+                self._append(record, durable=n == len(iccids) - 1)
+                _apply(self._cards.setdefault(iccid, _Accumulator()), record)
 
     def progress(self, iccid: str) -> CardProgress:
         with self._lock:

@@ -45,6 +45,8 @@ Theory of operation
     :meth:`~simwallet.gateway.cards.CardRegistry.register`, idempotent; a
     card registered before with the same values counts as done (the registry
     keeps its first ``personalized_at``), other values are an error naming the field.
+    With ``defer_registration`` (a batch) the run stops before it and hands
+    the registration back; the caller registers, journals and finishes.
 
 Every step is safe to repeat. With a journal, ``("card", "begin")`` is
 recorded first, each step ``done`` after it succeeded (once: a step run
@@ -160,7 +162,7 @@ class StepJournal(Protocol):
 
     def record(self, iccid: str, step: str, event: str = "done", *, error: str | None = None) -> None: ...
 
-    def finish(self, iccid: str) -> None: ...
+    def finish(self, *iccids: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,8 @@ class CardOutcome:
     steps_skipped: tuple[str, ...]
     exchanges: int  # APDU exchanges on the wire for this card
     registered_new: bool
+    # With defer_registration: the registration still to be made (None: nothing left to register).
+    registration: CardRegistration | None = None
 
 
 def read_iccid(connection: CardConnection) -> str:
@@ -261,12 +265,20 @@ class Personalizer:
     # -- the run ---------------------------------------------------------------------------------
 
     def personalize(
-        self, connection: CardConnection, job: CardJob, journal: StepJournal | None = None, *, identified: str | None = None
+        self,
+        connection: CardConnection,
+        job: CardJob,
+        journal: StepJournal | None = None,
+        *,
+        identified: str | None = None,
+        defer_registration: bool = False,
     ) -> CardOutcome:
         """Run every step not yet done on the card in ``connection``; see the module docstring.
 
         ``identified``: the ICCID the caller has just read from this card on this ``connection`` (a batch reads
         it to find the job): ``identify`` compares it with the job's instead of reading EF.ICCID again.
+        ``defer_registration``: stop after the card's own steps and return the registration still to be made
+        (the card can leave the reader); the caller registers it, journals ``register`` and finishes the card.
         """
         iccid = job.values.iccid
         if iccid is None:
@@ -282,30 +294,44 @@ class Personalizer:
             return CardOutcome(iccid, ("identify",), self.STEPS[1:], connection.exchanges - start, False)
         if journal is not None:
             journal.record(iccid, "card", "begin")
+        # "register" is the last step, the only one without the card.
+        ran, skipped = self._run_steps(run, self.STEPS[:-1] if defer_registration else self.STEPS, progress, journal)
+        exchanges = connection.exchanges - start
+        if defer_registration:
+            log.info("card %s: on-card steps done (%d exchanges)", iccid, exchanges)
+            if not self._needed("register", progress):
+                return CardOutcome(iccid, ran, (*skipped, "register"), exchanges, False)
+            return CardOutcome(iccid, ran, skipped, exchanges, False, self.registration(job, iccid, personalized_at=self._clock()))
+        if journal is not None:
+            journal.finish(iccid)
+        log.info("card %s: personalized (%d exchanges)", iccid, exchanges)
+        return CardOutcome(iccid, ran, skipped, exchanges, run.registered_new)
+
+    def _run_steps(
+        self, run: _Run, steps: tuple[str, ...], progress: CardProgress, journal: StepJournal | None
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Run ``steps`` that are needed, journaling each; the steps run and those skipped."""
         ran: list[str] = []
         skipped: list[str] = []
-        for step in self.STEPS:
+        for step in steps:
             if not self._needed(step, progress):
                 skipped.append(step)
                 continue
             run.io.step = step
-            log.info("card %s: step %s", iccid, step)
+            log.info("card %s: step %s", run.iccid, step)
             try:
                 self._run_step(step, run)
             except (PersonalizationError, ReaderError) as exc:
                 # Recorded for the technician; the error itself goes on untouched (CardRemovedError included).
                 if journal is not None:
-                    journal.record(iccid, step, "failed", error=str(exc))
+                    journal.record(run.iccid, step, "failed", error=str(exc))
                 raise
             # identify and adm run again on a resumed card (ICCID check, ADM for this power session);
             # their "done" is recorded once, so every step has at most one done record.
             if journal is not None and not progress.done(step):
-                journal.record(iccid, step, "done")
+                journal.record(run.iccid, step, "done")
             ran.append(step)
-        if journal is not None:
-            journal.finish(iccid)
-        log.info("card %s: personalized (%d exchanges)", iccid, connection.exchanges - start)
-        return CardOutcome(iccid, tuple(ran), tuple(skipped), connection.exchanges - start, run.registered_new)
+        return tuple(ran), tuple(skipped)
 
     def _needed(self, step: str, progress: CardProgress) -> bool:
         if step == "identify":

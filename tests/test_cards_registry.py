@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from simwallet.applet.protocols.efs import luhn_check_digit
 from simwallet.gateway.cards import (
+    REGISTER_MANY_MAX,
     AcceptanceChannel,
     CardRegistration,
     CardRegistry,
@@ -337,3 +339,65 @@ def test_holders_finds_cards_by_any_identity_in_chunks(registry: CardRegistry) -
     assert registry.holders({"msisdn": ["8613900000000"]}) == []
     with pytest.raises(ValueError, match="not 'customer_ref'"):
         registry.holders({"customer_ref": ["customer:C1"]})
+
+
+# --- groups (a batch's finished cards) ------------------------------------------------------------------
+
+
+def _iccid(n: int) -> str:
+    body = f"898600123456780{n:03d}"
+    return body + str(luhn_check_digit(body))
+
+
+def _card(n: int, customer: str) -> CardRegistration:
+    return registration(iccid=_iccid(n), imsi=f"46000765432{n:04d}", msisdn=f"86139001{n:05d}", customer=customer)
+
+
+def test_register_many_registers_a_group_in_one_transaction(registry: CardRegistry) -> None:
+    repeat = registry.register(registration())
+    group = [_card(1, "customer:C2"), registration(), _card(2, "customer:C3"), _card(3, "customer:C2")]
+    results = registry.register_many(group)
+    assert [r.card.iccid for r in results] == [g.iccid for g in group]
+    assert [r.created for r in results] == [True, False, True, True]
+    assert results[1] == RegistrationResult(repeat.card, False, repeat.accounts, ())
+    c2_wallet = results[0].opened
+    assert len(c2_wallet) == 1 and c2_wallet[0].owner == "customer:C2" and c2_wallet[0].tier == "basic"
+    assert results[3].opened == () and results[3].accounts == c2_wallet  # the customer's second card opens nothing
+    assert len(results[2].opened) == 1 and results[2].opened[0].owner == "customer:C3"
+    assert counts(registry) == (4, 3)
+    assert len({r.card.registered_at for r in results if r.created}) == 1  # one transaction, one clock reading
+    assert registry.get(_iccid(3)) == results[3].card
+    # The same group again is a repeat for every card.
+    again = registry.register_many(group)
+    assert [r.created for r in again] == [False] * 4 and [r.card for r in again] == [r.card for r in results]
+    assert counts(registry) == (4, 3)
+
+
+def test_register_many_keeps_none_of_the_group_when_one_card_is_refused(registry: CardRegistry) -> None:
+    registry.register(registration())
+    clash = replace(_card(2, "customer:C3"), msisdn="+8613800138000")  # the first card's MSISDN
+    with pytest.raises(RequestError) as info:
+        registry.register_many([_card(1, "customer:C2"), clash])
+    assert (info.value.field, info.value.code) == ("msisdn", "field_invalid") and ICCID in info.value.message
+    assert counts(registry) == (1, 1)
+    assert registry.get(_iccid(1)) is None
+
+
+def test_register_many_sees_clashes_within_the_group(registry: CardRegistry) -> None:
+    first = _card(1, "customer:C2")
+    with pytest.raises(RequestError) as info:
+        registry.register_many([first, replace(_card(2, "customer:C3"), imsi=first.imsi)])
+    assert info.value.field == "imsi" and _iccid(1) in info.value.message
+    with pytest.raises(RequestError) as info:
+        registry.register_many([first, replace(first, clerk="clerk-999")])
+    assert (info.value.code, info.value.field) == ("idempotency_conflict", "clerk")
+    assert counts(registry) == (0, 0)
+    once, twice = registry.register_many([first, first])
+    assert (once.created, twice.created) == (True, False) and once.card == twice.card
+    assert counts(registry) == (1, 1)
+
+
+@pytest.mark.parametrize("size", [0, REGISTER_MANY_MAX + 1])
+def test_register_many_takes_a_bounded_group(registry: CardRegistry, size: int) -> None:
+    with pytest.raises(ValueError, match="register_many takes"):
+        registry.register_many([registration()] * size)

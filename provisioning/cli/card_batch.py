@@ -38,7 +38,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import click
 
@@ -84,6 +84,10 @@ def _signals_stop(action: Callable[[], object]) -> Iterator[None]:
 # --- batch ---------------------------------------------------------------------------------------------
 
 
+# Results the overall bar counts (CardStatus values; a card skipped or interrupted is counted when it is done).
+_COUNTED: Final = frozenset({"personalized", "failed"})
+
+
 class _ProgressView:
     """One rich progress bar per reader plus one overall, fed by the workers' events (rich's Progress locks itself)."""
 
@@ -91,18 +95,24 @@ class _ProgressView:
         self._progress = progress
         self._overall: TaskID = progress.add_task("all cards", total=total, completed=done)
         self._tasks: dict[str, TaskID] = {reader: progress.add_task(f"{reader}: waiting", total=None) for reader in readers}
+        # The card each reader's bar shows: a card's registration ends after it has left the reader (batch_register).
+        self._current: dict[str, str | None] = dict.fromkeys(readers)
 
     def __call__(self, event: BatchEvent) -> None:
-        from simwallet.provisioning.batch import CardStatus, EventKind
+        from simwallet.provisioning.batch import EventKind
 
-        task = self._tasks.get(event.reader)
-        if task is None:
-            return
         p = self._progress
+        task = self._tasks.get(event.reader)
+        if task is None or (event.kind in (EventKind.STEP, EventKind.FINISHED) and event.iccid != self._current[event.reader]):
+            # A card registered after it left its reader (or left by an earlier run): the overall bar only.
+            if event.kind is EventKind.FINISHED and event.result is not None and event.result.status in _COUNTED:
+                p.advance(self._overall)
+            return
         match event.kind:
             case EventKind.WAITING:
                 p.update(task, description=f"{event.reader}: waiting for a card")
             case EventKind.STARTED:
+                self._current[event.reader] = event.iccid
                 p.reset(task, total=len(event.steps) or 1, description=f"{event.reader}: {event.iccid}")
             case EventKind.STEP:
                 p.update(task, advance=1, description=f"{event.reader}: {event.iccid} {event.step}")
@@ -110,7 +120,7 @@ class _ProgressView:
                 assert event.result is not None
                 status = event.result.status
                 p.update(task, description=f"{event.reader}: {event.iccid} {status.value}")
-                if status in (CardStatus.PERSONALIZED, CardStatus.FAILED):
+                if status in _COUNTED:
                     p.advance(self._overall)
             case EventKind.INTERRUPTED:
                 p.update(task, description=f"{event.reader}: {event.iccid} interrupted at {event.step}: put it back")

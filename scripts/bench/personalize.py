@@ -164,11 +164,11 @@ class TimedJournal:
         self.seconds += time.perf_counter() - started
         self.records += 1
 
-    def finish(self, iccid: str) -> None:
+    def finish(self, *iccids: str) -> None:
         started = time.perf_counter()
-        self.journal.finish(iccid)
+        self.journal.finish(*iccids)
         self.seconds += time.perf_counter() - started
-        self.records += 1
+        self.records += len(iccids)
 
 
 @dataclass
