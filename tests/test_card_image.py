@@ -109,3 +109,31 @@ def test_records_and_life_cycle_written_since_the_last_save_come_back(tmp_path: 
     assert again.file_records("DF.TELECOM/EF.ADN")[0] == record
     assert again.file_content("DF.GSM/EF.IMSI") == bytes.fromhex("082943001234567890")
     assert again.fs.file("DF.TELECOM/EF.ADN").active is False
+
+
+def test_a_command_logs_only_what_it_changed(tmp_path: Path) -> None:
+    store = CardStore(tmp_path)
+    card = Uicc.manufacture(spec(), ICCID, SECRETS, store)
+    adm_and_write(card, bytes.fromhex("082943001234567890"))
+    log = store.log_path(ICCID)
+    before = log.read_bytes()
+    assert card.apdu(bytes.fromhex("00D6000009") + bytes.fromhex("082943001234567891"))[-2:] == b"\x90\x00"
+    line = json.loads(log.read_bytes()[len(before) :])
+    assert line == {"g": 0, "files": {"MF/DF.GSM/EF.IMSI": {"active": True, "data": "082943001234567891"}}}
+    # The same bytes again change nothing: no line.
+    written = log.read_bytes()
+    assert card.apdu(bytes.fromhex("00D6000009") + bytes.fromhex("082943001234567891"))[-2:] == b"\x90\x00"
+    assert log.read_bytes() == written
+    assert Uicc.load(CardStore(tmp_path), ICCID, spec()).file_content("DF.GSM/EF.IMSI")[-1] == 0x91
+
+
+def test_save_changes_asks_for_the_whole_image_when_it_has_none_or_a_snapshot_is_due(tmp_path: Path) -> None:
+    store = CardStore(tmp_path, log_records_max=1)
+    change = {"files": {"MF/DF.GSM/EF.IMSI": {"active": True, "data": "00" * 9}}}
+    assert store.save_changes(ICCID, change) is False  # this store has written no image of the card
+    card = Uicc.manufacture(spec(), ICCID, SECRETS, store)
+    assert store.save_changes(ICCID, change) is True
+    assert store.save_changes(ICCID, {"files": {"MF/DF.GSM/EF.IMSI": {"active": True, "data": "11" * 9}}}) is False  # log full
+    assert len(store.log_path(ICCID).read_bytes().splitlines()) == 1
+    assert Uicc.load(CardStore(tmp_path), ICCID, spec()).file_content("DF.GSM/EF.IMSI") == bytes(9)
+    assert card.iccid == ICCID

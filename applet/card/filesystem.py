@@ -161,6 +161,14 @@ class FileSystem:
         if self._dirty is not None:
             self._dirty.add(file.path)
 
+    def export_changes(self) -> dict[str, Any] | None:
+        """The entries of :meth:`export` that changed since the last export or this call; None before the first export."""
+        if self._dirty is None:
+            return None
+        before = {path: self._exported.get(path) for path in self._dirty}
+        self._export_files([self._by_path[path] for path in sorted(self._dirty)])
+        return {path: entry for path, old in before.items() if (entry := self._exported[path]) is not old}
+
     def export(self) -> dict[str, Any]:
         """JSON-able content and life cycle of every file, keyed by path.
 
@@ -175,6 +183,10 @@ class FileSystem:
             self._exported = {}
         else:
             files = [self._by_path[path] for path in sorted(dirty)]
+        self._export_files(files)
+        return dict(self._exported)
+
+    def _export_files(self, files: Iterable[File]) -> None:
         exported, cache = self._exported, self._export_cache
         for file in files:
             if file.type is FileType.TRANSPARENT:
@@ -196,7 +208,6 @@ class FileSystem:
             cache[file.path] = (key, entry)
             exported[file.path] = entry
         self._dirty = set()
-        return dict(exported)
 
     def restore(self, data: Mapping[str, Any]) -> None:
         """Load :meth:`export` output; files it does not name keep the card maker's content. CodecError if it does not fit."""

@@ -14,7 +14,9 @@ Theory of operation
 snapshot, one JSON line each. A save appends one line holding only the parts
 that changed (a PIN counter, the EFs written, an application's state) — a
 small ``write`` instead of rewriting the whole image, which is what lets a card
-answer a personalization's UPDATEs at the pace of the reader. Every
+answer a personalization's UPDATEs at the pace of the reader. A card that knows
+which entries its command touched hands over just those
+(:meth:`CardStore.save_changes`) and skips building its image. Every
 :data:`LOG_RECORDS_MAX` lines the store writes a new snapshot (a temporary file
 renamed over the old one with :func:`os.replace`) with the next *generation*
 number and empties the log; log lines carry the generation they follow, so a
@@ -209,6 +211,29 @@ class CardStore:
         change["g"] = generation
         self._append(image.iccid, _dumps(change) + b"\n")
         self._written[image.iccid] = (generation, lines + 1, last)
+
+    def save_changes(self, iccid: str, changes: Mapping[str, Mapping[str, Any]]) -> bool:
+        """Log ``changes`` (part → the entries that changed) without the whole image; False if a :meth:`save` must do it.
+
+        The card knows what its command changed, so it need not build its image for :meth:`save` to compare; the
+        line is the one :meth:`save` would write. False, with nothing written, when this store has not written the
+        card yet or a snapshot is due: then the caller saves the whole image.
+        """
+        known = self._written.get(iccid)
+        if known is None or known[1] >= self.log_records_max:
+            return False
+        generation, lines, last = known
+        change: dict[str, Any] = {}
+        for part, entries in changes.items():
+            delta = {key: value for key, value in entries.items() if last[part].get(key) != value}
+            if delta:
+                change[part] = delta
+                last[part].update(delta)
+        if change:
+            change["g"] = generation
+            self._append(iccid, _dumps(change) + b"\n")
+            self._written[iccid] = (generation, lines + 1, last)
+        return True
 
     def create(self, image: CardImage) -> None:
         """Store a new card's image; CardExistsError if the ICCID has one already."""

@@ -23,8 +23,10 @@ T=0-style bytes:
   rest; GET RESPONSE with a Le above what is left answers 6CXX. A 9000 becomes
   91XX while the toolkit has a proactive command waiting.
 * persistence: when a command changed file content, a life cycle or a PIN
-  counter, the card image is written (:class:`~.image.CardStore`) before the
-  status word is returned. Applications call ``services.persist()`` the same way.
+  counter, the change is written (:class:`~.image.CardStore`) before the
+  status word is returned: the card hands the store the entries it touched
+  (:meth:`~.image.CardStore.save_changes`), not its whole image to compare.
+  Applications call ``services.persist()`` the same way.
 * faults: an exception inside a command answers 6F00 and is logged with the
   INS and the exception type, never the APDU's data.
 
@@ -221,19 +223,49 @@ class Uicc:
         ``apps=False`` reuses the applications' states as last exported: the card's own commands (a file
         written, a PIN counter) change none of them, and applications persist their own changes.
         """
-        registry = self._registry
-        if registry is not None and apps:
-            states: dict[str, Any] = {app.aid.hex().upper(): app.export_state() for app in registry}
-            states[REGISTRY_STATE_KEY] = self._app_states.get(REGISTRY_STATE_KEY)
-            self._app_states = {k: v for k, v in states.items() if v is not None}
-        if self._registry_state_source is not None and (apps or REGISTRY_STATE_KEY not in self._app_states):
+        if apps:
+            self._export_app_states()
+        elif self._registry_state_source is not None and REGISTRY_STATE_KEY not in self._app_states:
             self._app_states[REGISTRY_STATE_KEY] = dict(self._registry_state_source())
         return CardImage(self.spec.name, self.iccid, self.pins.salt, self.pins.export(), self.fs.export(), dict(self._app_states))
 
+    def _export_app_states(self) -> None:
+        registry = self._registry
+        if registry is not None:
+            states: dict[str, Any] = {app.aid.hex().upper(): app.export_state() for app in registry}
+            states[REGISTRY_STATE_KEY] = self._app_states.get(REGISTRY_STATE_KEY)
+            self._app_states = {k: v for k, v in states.items() if v is not None}
+        if self._registry_state_source is not None:
+            self._app_states[REGISTRY_STATE_KEY] = dict(self._registry_state_source())
+
     def persist(self, *, apps: bool = True) -> None:
-        """Write the card image now (no-op without a store); ``apps=False``: see :meth:`image`."""
-        if self._store is not None:
-            self._store.save(self.image(apps=apps))
+        """Write the card's changes now (no-op without a store); ``apps=False``: see :meth:`image`.
+
+        The store gets the entries that may have changed (every application's state, the files written since
+        the last save, the PINs) and logs those that did; it asks for the whole image when a snapshot is due,
+        or an application is gone.
+        """
+        store = self._store
+        if store is None:
+            return
+        saved_apps = set(self._app_states)
+        if apps:
+            self._export_app_states()
+        files = self.fs.export_changes()
+        changes = {"files": files or {}, "pins": self.pins.export(), "apps": self._app_states if apps else {}}
+        if files is None or not saved_apps <= set(self._app_states) or not store.save_changes(self.iccid, changes):
+            store.save(self.image(apps=False))
+
+    def _persist_changes(self) -> None:
+        """Write what a card command changed (files, PINs): one log line, or the whole image when the store asks for it."""
+        files = self.fs.export_changes() if self._ops.changed else {}
+        pins = self.pins.export() if self.pins.changed else {}
+        self._ops.changed = self.pins.changed = False
+        store = self._store
+        if store is None:
+            return
+        if files is None or not store.save_changes(self.iccid, {"files": files, "pins": pins}):
+            self.persist(apps=False)
 
     # -- inspection (tests, tools) ------------------------------------------------------------------
 
@@ -306,8 +338,7 @@ class Uicc:
             response = ResponseApdu.status(exc.sw)
         finally:
             if self._ops.changed or self.pins.changed:
-                self._ops.changed = self.pins.changed = False
-                self.persist(apps=False)
+                self._persist_changes()
         return self._finish(command, response)
 
     def _finish(self, command: CommandApdu, response: ResponseApdu) -> ResponseApdu:
