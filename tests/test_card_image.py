@@ -137,3 +137,14 @@ def test_save_changes_asks_for_the_whole_image_when_it_has_none_or_a_snapshot_is
     assert len(store.log_path(ICCID).read_bytes().splitlines()) == 1
     assert Uicc.load(CardStore(tmp_path), ICCID, spec()).file_content("DF.GSM/EF.IMSI") == bytes(9)
     assert card.iccid == ICCID
+
+
+def test_a_loaded_card_logs_its_first_change_too(tmp_path: Path) -> None:
+    Uicc.manufacture(spec(), ICCID, SECRETS, CardStore(tmp_path))
+    store = CardStore(tmp_path)
+    card = Uicc.load(store, ICCID, spec())  # another process, say: this store has not written the card yet
+    snapshot = store.path(ICCID).read_bytes()
+    adm_and_write(card, bytes.fromhex("082943001234567890"))
+    assert store.path(ICCID).read_bytes() == snapshot
+    [line] = store.log_path(ICCID).read_bytes().splitlines()
+    assert json.loads(line)["files"] == {"MF/DF.GSM/EF.IMSI": {"active": True, "data": "082943001234567890"}}

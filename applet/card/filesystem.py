@@ -234,6 +234,9 @@ class FileSystem:
                 if isinstance(exc, CodecError):
                     raise
                 raise CodecError(f"card image content of {path} is malformed") from exc
+        # The entries just read are this export's; files the image did not name are new to it.
+        self._exported = {path: data[path] for path in data}
+        self._dirty = {path for path in self._by_path if path not in data}
 
 
 def _fid(spec: FileSpec) -> int:
