@@ -33,6 +33,7 @@ and sends it with :func:`simwallet.applet.protocols.gp.store_data_commands`
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any, Final
@@ -61,6 +62,8 @@ SERVICE_NUMBER_DIGITS_MIN: Final = 3
 SERVICE_NUMBER_DIGITS_MAX: Final = 20
 # DGI 011n: n is the index of the language in DGI 0103.
 MENU_TEXTS_LAST: Final = 0x0110 + LANGUAGES_MAX - 1
+# Wallet products whose common DGIs (service number, TAR, menu) are kept encoded; a batch has one.
+PRODUCTS_CACHED: Final = 16
 _PIN_RESET: Final = b"\x01"
 _KVN_MAX: Final = 0x0F
 
@@ -231,17 +234,27 @@ class WalletPersonalization:
     def to_dgis(self) -> list[tuple[int, bytes, bool]]:
         """``(dgi, value, sensitive)`` in the order to send; sensitive values go encrypted with the DEK."""
         out = [
-            (WalletDgi.SERVICE_NUMBER, _service_number_address(self.service_number).to_toa_value()),
-            (WalletDgi.TAR, _tar(self.tar)),
-            (WalletDgi.LANGUAGES, _languages(self.languages)),
-            (WalletDgi.MENU, _menu(self.menu)),
-            *((WalletDgi.MENU_TEXTS + i, _menu_texts(lang, self.menu_titles, self.menu)) for i, lang in enumerate(self.languages)),
+            *_product_dgis(self.service_number, self.tar, self.languages, self.menu_titles, self.menu),
             (WalletDgi.PIN_TRY_LIMIT, bytes((_octet(self.pin_try_limit, "PIN try limit", 1, PIN_TRY_LIMIT_MAX),))),
             (WalletDgi.REQUEST_COUNTER, check_counter_value(self.request_counter).to_bytes(5, "big")),
             (WalletDgi.PIN, _pin(self.pin)),
             (WalletDgi.KEYS, self.keys.to_bytes()),
         ]
         return [(int(dgi), value, is_sensitive_dgi(dgi)) for dgi, value in out]
+
+
+@functools.lru_cache(maxsize=PRODUCTS_CACHED)
+def _product_dgis(
+    service_number: str, tar: bytes, languages: tuple[str, ...], titles: tuple[tuple[str, str], ...], menu: tuple[WalletMenuItem, ...]
+) -> tuple[tuple[int, bytes], ...]:
+    # What every card of one wallet product gets alike (a batch encodes it once): service number, TAR, menu.
+    return (
+        (WalletDgi.SERVICE_NUMBER, _service_number_address(service_number).to_toa_value()),
+        (WalletDgi.TAR, _tar(tar)),
+        (WalletDgi.LANGUAGES, _languages(languages)),
+        (WalletDgi.MENU, _menu(menu)),
+        *((WalletDgi.MENU_TEXTS + i, _menu_texts(lang, titles, menu)) for i, lang in enumerate(languages)),
+    )
 
 
 def wallet_personalization_dgis(params: WalletPersonalization) -> list[tuple[int, bytes, bool]]:
