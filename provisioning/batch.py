@@ -58,14 +58,22 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Final, Protocol
 
 from simwallet.applet.errors import AppletError
 from simwallet.gateway.errors import GatewayError
 from simwallet.provisioning.batch_csv import BatchCard, BatchInput
 from simwallet.provisioning.batch_register import GROUP_IDLE_S, PendingCard, RegistrationGroup
-from simwallet.provisioning.batch_report import BatchEvent, BatchReport, CardResult, CardStatus, EventKind, write_results
+from simwallet.provisioning.batch_report import (
+    BatchEvent,
+    BatchReport,
+    CardRecord,
+    CardResult,
+    CardStatus,
+    EventKind,
+    error_text,
+    write_results,
+)
 from simwallet.provisioning.errors import ProvisioningError
 from simwallet.provisioning.journal import CardProgress
 from simwallet.provisioning.reader import CardConnection, NoCardError, Pcsc, ReaderBusyError, ReaderError, Trace
@@ -92,8 +100,6 @@ STEP_REGISTER: Final = "register"
 NO_READER: Final = ""
 # What a worker remembers as the last card when it could not read one (never an ICCID: those are digits).
 UNREADABLE: Final = "unreadable"
-# An error text in a result is cut to this many characters (the journal bounds its records too).
-ERROR_TEXT_MAX: Final = 500
 
 
 class PersonalizerLike(Protocol):
@@ -135,44 +141,6 @@ class _ObservedJournal:
 
     def finish(self, *iccids: str) -> None:
         self._journal.finish(*iccids)
-
-
-@dataclass
-class _Card:
-    """The batch's running record of one card (under the batch's lock)."""
-
-    iccid: str
-    row: int | None
-    status: CardStatus
-    reader: str | None = None
-    steps_run: list[str] = field(default_factory=list)
-    steps_skipped: tuple[str, ...] = ()
-    apdus: int = 0
-    seconds: float = 0.0
-    attempts: int = 0
-    error: str | None = None
-    registering: bool = False  # off the reader, in a worker's registration group
-
-    def result(self) -> CardResult:
-        return CardResult(
-            self.iccid,
-            self.row,
-            self.reader,
-            self.status,
-            tuple(self.steps_run),
-            self.steps_skipped,
-            self.apdus,
-            self.seconds,
-            self.attempts,
-            self.error,
-        )
-
-
-def _error_text(exc: BaseException) -> str:
-    # Only our own errors' texts are shown (they are built without secrets); anything else by its type.
-    known = isinstance(exc, (ProvisioningError, AppletError, GatewayError))
-    text = str(exc) if known else f"{type(exc).__name__} (see the log)"
-    return text if len(text) <= ERROR_TEXT_MAX else text[: ERROR_TEXT_MAX - 1] + "…"
 
 
 class Batch:
@@ -222,12 +190,12 @@ class Batch:
         self._ended: str | None = None
         self._busy = 0
         self._last_activity = clock()
-        self._cards: dict[str, _Card] = {}
+        self._cards: dict[str, CardRecord] = {}
         for card in cards.cards:
             progress = journal.progress(card.iccid)
             status = CardStatus.ALREADY_DONE if progress.finished else CardStatus.PENDING
-            self._cards[card.iccid] = _Card(card.iccid, card.row, status, attempts=progress.attempts)
-        self._unexpected: dict[str, _Card] = {}
+            self._cards[card.iccid] = CardRecord(card.iccid, card.row, status, attempts=progress.attempts)
+        self._unexpected: dict[str, CardRecord] = {}
         self._groups: dict[str, RegistrationGroup] = {}  # each worker's, by reader
 
     # -- running --------------------------------------------------------------------------------------
@@ -315,7 +283,7 @@ class Batch:
                 finally:
                     self._register_group(reader)  # the cards that have left this reader are registered before it stops
         except ReaderError as exc:
-            self._emit(BatchEvent(EventKind.READER_ERROR, reader, message=_error_text(exc)))
+            self._emit(BatchEvent(EventKind.READER_ERROR, reader, message=error_text(exc)))
         except Exception:
             logger.exception("batch worker for %s failed", reader)
             self._emit(BatchEvent(EventKind.READER_ERROR, reader, message="internal error (see the log)"))
@@ -339,7 +307,7 @@ class Batch:
                     waiting = True
                 continue
             except ReaderError as exc:
-                self._emit(BatchEvent(EventKind.READER_ERROR, reader, message=_error_text(exc)))
+                self._emit(BatchEvent(EventKind.READER_ERROR, reader, message=error_text(exc)))
                 self._stop.wait(self._poll_s)
                 continue
             waiting = False
@@ -348,7 +316,7 @@ class Batch:
             except NoCardError:
                 continue
             except ReaderBusyError as exc:
-                self._emit(BatchEvent(EventKind.READER_ERROR, reader, message=_error_text(exc)))
+                self._emit(BatchEvent(EventKind.READER_ERROR, reader, message=error_text(exc)))
                 self._stop.wait(self._poll_s)
                 continue
             except ReaderError:
@@ -373,7 +341,7 @@ class Batch:
             except (ProvisioningError, AppletError) as exc:
                 # Not a UICC we can read (or an emptied feeder's contacts): tell once, unpower it, look again after a pause.
                 if handled != UNREADABLE:
-                    self._emit(BatchEvent(EventKind.READER_ERROR, reader, message=f"cannot read the card's ICCID: {_error_text(exc)}"))
+                    self._emit(BatchEvent(EventKind.READER_ERROR, reader, message=f"cannot read the card's ICCID: {error_text(exc)}"))
                 self._stop.wait(self._poll_s)
                 return UNREADABLE
             if iccid == handled:
@@ -399,7 +367,7 @@ class Batch:
         if card is None:
             with self._lock:
                 record = self._unexpected.setdefault(
-                    iccid, _Card(iccid, None, CardStatus.UNEXPECTED, reader, error="not in the batch's CSV")
+                    iccid, CardRecord(iccid, None, CardStatus.UNEXPECTED, reader, error="not in the batch's CSV")
                 )
                 result = record.result()
             self._emit(BatchEvent(EventKind.UNEXPECTED, reader, iccid, result=result))
@@ -422,7 +390,7 @@ class Batch:
                 self._last_activity = self._clock()
 
     def _personalize(
-        self, reader: str, connection: CardConnection, personalizer: PersonalizerLike, card: BatchCard, state: _Card
+        self, reader: str, connection: CardConnection, personalizer: PersonalizerLike, card: BatchCard, state: CardRecord
     ) -> str | None:
         from simwallet.provisioning.personalize import CardJob
 
@@ -461,7 +429,7 @@ class Batch:
                 group.add(iccid, outcome.registration)
             return iccid
         assert error is not None
-        text = _error_text(error)
+        text = error_text(error)
         step = getattr(error, "step", None) or self._current_step(personalizer, iccid)
         if not journal.failure_recorded:
             self._record_failure(iccid, step, text)
@@ -561,7 +529,7 @@ class Batch:
             error = PersonalizationError(iccid, STEP_REGISTER, str(error), field=getattr(error, "field", None))
         elif not isinstance(error, ProvisioningError):
             logger.error("registering %s failed", iccid, exc_info=error)
-        text = _error_text(error)
+        text = error_text(error)
         self._record_failure(iccid, STEP_REGISTER, text)
         with self._lock:
             state = self._cards[iccid]

@@ -1,4 +1,4 @@
-"""The results of a batch: each card's status and counts, the progress events, the report and its CSV/JSON file.
+"""The results of a batch: each card's record while it runs, its status and counts, the progress events, the report and its file.
 
 Spec: none beyond RFC 4180 (the CSV results file) and RFC 8259 (JSON); the
 fields are this project's. A result names a card by ICCID and says what
@@ -13,9 +13,16 @@ import csv
 import enum
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
+
+from simwallet.applet.errors import AppletError
+from simwallet.gateway.errors import GatewayError
+from simwallet.provisioning.errors import ProvisioningError
+
+# An error text in a result is cut to this many characters (the journal bounds its records too).
+ERROR_TEXT_MAX: Final = 500
 
 
 class CardStatus(enum.StrEnum):
@@ -82,6 +89,45 @@ class CardResult:
             "attempts": self.attempts,
             "error": self.error,
         }
+
+
+@dataclass
+class CardRecord:
+    """The batch's running record of one card (under the batch's lock), which becomes its result."""
+
+    iccid: str
+    row: int | None
+    status: CardStatus
+    reader: str | None = None
+    steps_run: list[str] = field(default_factory=list)
+    steps_skipped: tuple[str, ...] = ()
+    apdus: int = 0
+    seconds: float = 0.0
+    attempts: int = 0
+    error: str | None = None
+    registering: bool = False  # off the reader, in a worker's registration group
+
+    def result(self) -> CardResult:
+        return CardResult(
+            self.iccid,
+            self.row,
+            self.reader,
+            self.status,
+            tuple(self.steps_run),
+            self.steps_skipped,
+            self.apdus,
+            self.seconds,
+            self.attempts,
+            self.error,
+        )
+
+
+def error_text(exc: BaseException) -> str:
+    """An exception as a result shows it: our own errors' texts (built without secrets), anything else by its type."""
+    known = isinstance(exc, (ProvisioningError, AppletError, GatewayError))
+    text = str(exc) if known else f"{type(exc).__name__} (see the log)"
+    return text if len(text) <= ERROR_TEXT_MAX else text[: ERROR_TEXT_MAX - 1] + "…"
+
 
 
 @dataclass(frozen=True)
