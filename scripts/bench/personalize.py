@@ -19,6 +19,11 @@ a SQLite registry.
 3. The same number of new cards on two readers (half each, one card process
    per reader): ``speedup: X.XX`` = time of 2 / time of 3 (goal ≥ 1.7).
 
+4. A diagnostic, not a goal: the same personalization of ``--cards`` new cards
+   with no transport at all (the card objects called in this process), split
+   into card objects and host, beside what the ratio goal leaves per card
+   next to the floor (0.5 × floor).
+
 Also printed: APDUs per card, the time inside the card objects (card side),
 in the journal and per step. Each batch is timed from its start with
 the first cards already in the readers to its end (the last card finished);
@@ -56,8 +61,9 @@ from simwallet.provisioning.emulate import iccid_range, make_cards
 from simwallet.provisioning.factory import card_type_mapping
 from simwallet.provisioning.journal import CardProgress, Journal
 from simwallet.provisioning.pcscd import PrivatePcscd, free_port_pair
-from simwallet.provisioning.personalize import Personalizer
+from simwallet.provisioning.personalize import CardJob, Personalizer
 from simwallet.provisioning.profile import load_profile
+from simwallet.provisioning.reader import CardConnection
 
 PROFILE = "wallet-cmcc-zh"
 CARD_TYPE = "usim-wallet"
@@ -110,6 +116,49 @@ class CardProcess:
 
 
 # --- measurements -------------------------------------------------------------------------------------------
+
+
+class DirectConnection(CardConnection):
+    """A diagnostic connection that hands each APDU straight to a card object in this process: no PC/SC, no socket."""
+
+    def __init__(self, card: Any) -> None:
+        from smartcard.scard import SCARD_PROTOCOL_T0  # type: ignore[import-untyped]
+
+        super().__init__("in-process", 1, SCARD_PROTOCOL_T0, None)
+        self.card = card
+        self.card_seconds = 0.0
+
+    def _raw(self, capdu: bytes) -> bytes:
+        started = time.perf_counter()
+        rapdu = bytes(self.card.apdu(bytes(capdu)))
+        self.card_seconds += time.perf_counter() - started
+        self.exchanges += 1
+        return rapdu
+
+
+def without_transport(bench: Bench, count: int) -> tuple[float, float]:
+    """Seconds per card of the same personalization with no transport at all (card objects called directly), and of them
+    inside the card objects; registration aside (a batch registers in groups). A lower bound of what is not transport."""
+    store = CardStore(bench.tmp / "direct-cards")
+    iccids = bench.new_cards(count, store)
+    cards = make_cards(card_type_mapping(CARD_TYPE), iccids, None, CardStore(store.directory))
+    batch_input = load_batch(bench.csv("direct", iccids), bench.profile, Path(bench.profile.source))
+    jobs = batch_input.by_iccid()
+    personalizer = Personalizer(bench.profile, bench.keystore, None)
+    card_seconds = 0.0
+    with Journal.open(bench.tmp / "direct.journal", batch_input.digest) as journal:
+        started = time.perf_counter()
+        for card, iccid in zip(cards, iccids, strict=True):
+            card.power_on()
+            row = jobs[iccid]
+            connection = DirectConnection(card)
+            job = CardJob(values=row.values, personalization=row.personalization, channel="batch", clerk="bench", row=row.row)
+            personalizer.personalize(connection, job, journal)
+            card.power_off()
+            card_seconds += connection.card_seconds
+        seconds = time.perf_counter() - started
+    return seconds / count, card_seconds / count
+
 
 
 def round_trip(reader: str, apdus: int) -> float:
@@ -320,6 +369,7 @@ def main() -> int:
             rtt = round_trip(pcscd.reader_names[0], args.apdus)
         finally:
             process.stop()
+        direct_s, direct_card_s = without_transport(bench, args.cards)
         one = bench.batch("one-reader", args.cards, readers=1)
         two = bench.batch("two-readers", args.cards, readers=2)
 
@@ -342,6 +392,11 @@ def main() -> int:
     print(
         f"time per card, one reader: {one.per_card_s * 1000:.1f} ms = transport floor {floor * 1000:.1f} ms"
         f" + card side {one.card_seconds / one.cards * 1000:.1f} ms + host side {host * 1000:.1f} ms"
+    )
+    print(
+        f"without transport (card objects called in this process, registration aside): {direct_s * 1000:.1f} ms per card"
+        f" = card objects {direct_card_s * 1000:.1f} ms + host {(direct_s - direct_card_s) * 1000:.1f} ms"
+        f" (the ratio goal leaves {0.5 * floor * 1000:.1f} ms per card beside the floor)"
     )
     for label, run in (("one reader", one), ("two readers", two)):
         print(
