@@ -392,12 +392,10 @@ class Batch:
     def _personalize(
         self, reader: str, connection: CardConnection, personalizer: PersonalizerLike, card: BatchCard, state: CardRecord
     ) -> str | None:
-        from simwallet.provisioning.personalize import CardJob
-
         iccid = card.iccid
         done = self._journal.progress(iccid).steps_done
         self._emit(BatchEvent(EventKind.STARTED, reader, iccid, steps=tuple(s for s in personalizer.STEPS if s not in done)))
-        job = CardJob(values=card.values, personalization=card.personalization, channel=self._channel, clerk=self._clerk, row=card.row)
+        job = self._job(card)
         journal = _ObservedJournal(self._journal, lambda i, step: self._emit(BatchEvent(EventKind.STEP, reader, i, step=step)))
         started = self._clock()
         error: BaseException | None = None
@@ -452,8 +450,6 @@ class Batch:
         touched = [c for c in self._cards.values() if c.status is CardStatus.PENDING and c.attempts > 0]
         if not touched:
             return
-        from simwallet.provisioning.personalize import CardJob
-
         personalizer = self._personalizer()
         on_card = [step for step in personalizer.STEPS if step != STEP_REGISTER]
         group = None if personalizer.registry is None else RegistrationGroup(personalizer.registry)
@@ -468,8 +464,7 @@ class Batch:
             if group is None or progress.done(STEP_REGISTER):
                 complete.append(state.iccid)
                 continue
-            card = self._by_iccid[state.iccid]
-            job = CardJob(values=card.values, personalization=card.personalization, channel=self._channel, clerk=self._clerk, row=card.row)
+            job = self._job(self._by_iccid[state.iccid])
             try:
                 group.add(state.iccid, personalizer.registration(job, state.iccid, personalized_at=time.time_ns() // 1000))
             except (ProvisioningError, GatewayError) as exc:
@@ -526,7 +521,7 @@ class Batch:
         from simwallet.provisioning.personalize_card import PersonalizationError
 
         if isinstance(error, GatewayError):
-            error = PersonalizationError(iccid, STEP_REGISTER, str(error), field=getattr(error, "field", None))
+            error = PersonalizationError.from_backend(iccid, STEP_REGISTER, error)
         elif not isinstance(error, ProvisioningError):
             logger.error("registering %s failed", iccid, exc_info=error)
         text = error_text(error)
@@ -536,6 +531,11 @@ class Batch:
             state.status, state.registering, state.error = CardStatus.FAILED, False, text
             result = state.result()
         self._emit(BatchEvent(EventKind.FINISHED, reader, iccid, step=STEP_REGISTER, result=result))
+
+    def _job(self, card: BatchCard) -> CardJob:
+        from simwallet.provisioning.personalize import CardJob
+
+        return CardJob(values=card.values, personalization=card.personalization, channel=self._channel, clerk=self._clerk, row=card.row)
 
     def _current_step(self, personalizer: PersonalizerLike, iccid: str) -> str:
         done = self._journal.progress(iccid).steps_done

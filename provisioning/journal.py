@@ -160,21 +160,22 @@ class Journal:
         """Append one record; flush it to disk first when it concludes the card (``finished``, ``failed``)."""
         if event not in EVENTS:
             raise ValueError(f"unknown journal event {event!r}")
-        record: dict[str, Any] = {"v": JOURNAL_VERSION, "iccid": iccid, "step": step, "event": event, "ts": self._clock()}
-        if error is not None:
-            record["error"] = error
-        durable = event == "failed" or step == "finished"
         with self._lock:
-            self._append(record, durable=durable)
-            _apply(self._cards.setdefault(iccid, _Accumulator()), record)
+            self._write(iccid, step, event, error=error, durable=event == "failed" or step == "finished")
 
     def finish(self, *iccids: str) -> None:
         """These cards are complete, every step done and verified: their ``finished`` records, with one flush for all."""
         with self._lock:
             for n, iccid in enumerate(iccids):
-                record: dict[str, Any] = {"v": JOURNAL_VERSION, "iccid": iccid, "step": "finished", "event": "done", "ts": self._clock()}
-                self._append(record, durable=n == len(iccids) - 1)
-                _apply(self._cards.setdefault(iccid, _Accumulator()), record)
+                self._write(iccid, "finished", "done", durable=n == len(iccids) - 1)
+
+    def _write(self, iccid: str, step: str, event: str, *, error: str | None = None, durable: bool) -> None:
+        # Under the lock: the record in the file, then in the cards' progress.
+        record: dict[str, Any] = {"v": JOURNAL_VERSION, "iccid": iccid, "step": step, "event": event, "ts": self._clock()}
+        if error is not None:
+            record["error"] = error
+        self._append(record, durable=durable)
+        _apply(self._cards.setdefault(iccid, _Accumulator()), record)
 
     def progress(self, iccid: str) -> CardProgress:
         with self._lock:

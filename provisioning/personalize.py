@@ -350,10 +350,8 @@ class Personalizer:
             handler(self, run)
         except (PersonalizationError, ReaderError):
             raise
-        except RequestError as exc:
-            raise PersonalizationError(run.iccid, step, str(exc), field=exc.field) from exc
         except GatewayError as exc:
-            raise PersonalizationError(run.iccid, step, str(exc)) from exc
+            raise PersonalizationError.from_backend(run.iccid, step, exc) from exc
         except CodecError as exc:
             raise PersonalizationError(run.iccid, step, f"cannot encode or decode: {exc}") from exc
 
@@ -489,7 +487,7 @@ class Personalizer:
                 personalized_at=personalized_at,
             )
         except RequestError as exc:
-            raise PersonalizationError(iccid, "register", str(exc), field=exc.field) from exc
+            raise PersonalizationError.from_backend(iccid, "register", exc) from exc
 
     def _e164(self, msisdn: str) -> str:
         for spec in self.profile.value_specs:

@@ -34,6 +34,7 @@ from simwallet.applet.protocols.apdu import ResponseApdu, describe_sw
 from simwallet.applet.protocols.efs import Iccid
 from simwallet.applet.protocols.pinblock import PIN_BLOCK_LENGTH
 from simwallet.applet.protocols.pinblock import pin_block as encode_pin_block
+from simwallet.gateway.errors import GatewayError, RequestError
 from simwallet.provisioning.errors import ProvisioningError
 from simwallet.provisioning.reader import CardConnection
 from simwallet.provisioning.trace import mask_command
@@ -100,6 +101,11 @@ class PersonalizationError(ProvisioningError):
         if sw is not None:
             parts.append(f"SW {sw:04X} ({self.meaning})")
         super().__init__("; ".join(parts))
+
+    @classmethod
+    def from_backend(cls, iccid: str | None, step: str, exc: GatewayError) -> PersonalizationError:
+        """The backend's refusal or failure as the step's error; a refusal names the field in conflict."""
+        return cls(iccid, step, str(exc), field=exc.field if isinstance(exc, RequestError) else None)
 
     def to_json(self) -> dict[str, object]:
         return {
