@@ -186,31 +186,22 @@ class CardStore:
 
     def save(self, image: CardImage) -> None:
         """Record the card's image: a log line with what changed, or a new snapshot every ``log_records_max`` lines."""
-        known = self._written.get(image.iccid)
-        if known is None or known[1] >= self.log_records_max:
-            generation = 0 if known is None else known[0] + 1
-            self._snapshot(image, generation, replace=True)
+        known = self._log_room(image.iccid)
+        if known is None:
+            previous = self._written.get(image.iccid)
+            self._snapshot(image, 0 if previous is None else previous[0] + 1, replace=True)
             return
-        generation, lines, last = known
+        last = known[2]
         change: dict[str, Any] = {}
         for part in _PARTS:
             now: Mapping[str, Any] = getattr(image, part)
-            before = last[part]
-            # Unchanged parts are usually the very objects last written (the file system caches its entries).
-            delta = {key: value for key, value in now.items() if (old := before.get(key)) is not value and old != value}
-            removed = [key for key in before if key not in now]
-            if delta:
+            if delta := _take_delta(last[part], now):
                 change[part] = delta
-                before.update(delta)
-            if removed:
+            if removed := [key for key in last[part] if key not in now]:
                 change[f"-{part}"] = removed
                 for key in removed:
-                    del before[key]
-        if not change:
-            return
-        change["g"] = generation
-        self._append(image.iccid, _dumps(change) + b"\n")
-        self._written[image.iccid] = (generation, lines + 1, last)
+                    del last[part][key]
+        self._log(image.iccid, known, change)
 
     def save_changes(self, iccid: str, changes: Mapping[str, Mapping[str, Any]]) -> bool:
         """Log ``changes`` (part → the entries that changed) without the whole image; False if a :meth:`save` must do it.
@@ -219,21 +210,25 @@ class CardStore:
         line is the one :meth:`save` would write. False, with nothing written, when this store has not written the
         card yet or a snapshot is due: then the caller saves the whole image.
         """
-        known = self._written.get(iccid)
-        if known is None or known[1] >= self.log_records_max:
+        known = self._log_room(iccid)
+        if known is None:
             return False
-        generation, lines, last = known
-        change: dict[str, Any] = {}
-        for part, entries in changes.items():
-            delta = {key: value for key, value in entries.items() if last[part].get(key) != value}
-            if delta:
-                change[part] = delta
-                last[part].update(delta)
-        if change:
-            change["g"] = generation
-            self._append(iccid, _dumps(change) + b"\n")
-            self._written[iccid] = (generation, lines + 1, last)
+        change = {part: delta for part, entries in changes.items() if (delta := _take_delta(known[2][part], entries))}
+        self._log(iccid, known, change)
         return True
+
+    def _log_room(self, iccid: str) -> tuple[int, int, dict[str, dict[str, Any]]] | None:
+        """The card's (generation, log lines, parts as last written) if its log takes another line; None if a snapshot is due."""
+        known = self._written.get(iccid)
+        return None if known is None or known[1] >= self.log_records_max else known
+
+    def _log(self, iccid: str, known: tuple[int, int, dict[str, dict[str, Any]]], change: dict[str, Any]) -> None:
+        if not change:
+            return
+        generation, lines, last = known
+        change["g"] = generation
+        self._append(iccid, _dumps(change) + b"\n")
+        self._written[iccid] = (generation, lines + 1, last)
 
     def create(self, image: CardImage) -> None:
         """Store a new card's image; CardExistsError if the ICCID has one already."""
@@ -311,6 +306,14 @@ class CardStore:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _take_delta(before: dict[str, Any], now: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``now`` that differ from ``before``, which is brought up to date with them."""
+    # Unchanged entries are usually the very objects last written (the file system caches its entries).
+    delta = {key: value for key, value in now.items() if (old := before.get(key)) is not value and old != value}
+    before.update(delta)
+    return delta
 
 
 def _generation(snapshot: bytes) -> int:

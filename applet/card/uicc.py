@@ -262,10 +262,8 @@ class Uicc:
         pins = self.pins.export() if self.pins.changed else {}
         self._ops.changed = self.pins.changed = False
         store = self._store
-        if store is None:
-            return
-        if files is None or not store.save_changes(self.iccid, {"files": files, "pins": pins}):
-            self.persist(apps=False)
+        if store is not None and (files is None or not store.save_changes(self.iccid, {"files": files, "pins": pins})):
+            store.save(self.image(apps=False))
 
     # -- inspection (tests, tools) ------------------------------------------------------------------
 
