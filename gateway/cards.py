@@ -60,6 +60,7 @@ from simwallet.gateway.ledger.ledger import AccountSpec, Ledger, wall_clock_us
 from simwallet.gateway.ledger.model import Account, AccountKind
 from simwallet.gateway.ledger.rows import row_to_account
 from simwallet.gateway.store.schema import accounts, cards, product_tiers
+from simwallet.gateway.store.sql import one_of
 from simwallet.gateway.store.tx import run_in_transaction
 
 # 3GPP TS 23.003 §2.2: MCC (3) + MNC (2..3) + MSIN, 15 digits at most.
@@ -343,9 +344,9 @@ class CardRegistry:
         # shows up as itself, never as "its MSISDN is on another card".
         query = sa.select(cards).where(
             sa.or_(
-                cards.c.iccid.in_({r.iccid for r in regs}),
-                cards.c.imsi.in_({r.imsi for r in regs}),
-                cards.c.msisdn.in_({r.msisdn for r in regs}),
+                one_of(conn.dialect, cards.c.iccid, sorted({r.iccid for r in regs})),
+                one_of(conn.dialect, cards.c.imsi, sorted({r.imsi for r in regs})),
+                one_of(conn.dialect, cards.c.msisdn, sorted({r.msisdn for r in regs})),
             )
         )
         found = {row.iccid: _row_to_card(row) for row in conn.execute(query)}
@@ -365,15 +366,16 @@ class CardRegistry:
                 created[row.iccid] = _row_to_card(row)
         opener = {reg.customer_ref: reg.iccid for reg in reversed(new)}  # each customer's first new card opened its accounts
         results: builtins.list[RegistrationResult] = []
+        reported: set[str] = set()  # cards whose created=True result is given (a card given twice is created once)
         for reg in regs:
             owner = reg.customer_ref
             holding = tuple(sorted((*held.get(owner, ()), *opened.get(owner, ())), key=lambda a: a.id))
-            card = created.pop(reg.iccid, None)
-            if card is None:
-                results.append(RegistrationResult(found.get(reg.iccid) or self._stored(conn, reg.iccid), False, holding))
+            if reg.iccid in found or reg.iccid in reported:
+                results.append(RegistrationResult(found.get(reg.iccid) or created[reg.iccid], False, holding))
             else:
+                reported.add(reg.iccid)
                 mine = tuple(sorted(opened.get(owner, ()), key=lambda a: a.id)) if opener[owner] == reg.iccid else ()
-                results.append(RegistrationResult(card, True, holding, mine))
+                results.append(RegistrationResult(created[reg.iccid], True, holding, mine))
         return results
 
     def _new_cards(self, regs: Sequence[CardRegistration], found: Mapping[str, RegisteredCard]) -> builtins.list[CardRegistration]:
@@ -406,7 +408,8 @@ class CardRegistry:
                     specs.append(AccountSpec(kind, reg.customer_ref, tier=reg.tier if kind is AccountKind.CUSTOMER_WALLET else None))
         tiers = {spec.tier for spec in specs if spec.tier is not None}
         if tiers:
-            known = set(conn.execute(sa.select(product_tiers.c.name).where(product_tiers.c.name.in_(tiers))).scalars())
+            query = sa.select(product_tiers.c.name).where(one_of(conn.dialect, product_tiers.c.name, sorted(tiers)))
+            known = set(conn.execute(query).scalars())
             for tier in sorted(tiers - known):
                 raise _invalid("tier", f"no product tier {tier!r}")
         opened: dict[str, builtins.list[Account]] = {}
@@ -419,10 +422,6 @@ class CardRegistry:
         return opened
 
     @staticmethod
-    def _stored(conn: sa.Connection, iccid: str) -> RegisteredCard:
-        return _row_to_card(conn.execute(sa.select(cards).where(cards.c.iccid == iccid)).one())
-
-    @staticmethod
     def _check_same(card: RegisteredCard | CardRegistration, reg: CardRegistration) -> None:
         for name in _SAME_FIELDS:
             if getattr(card, name) != getattr(reg, name):
@@ -431,7 +430,8 @@ class CardRegistry:
     @staticmethod
     def _customer_accounts(conn: sa.Connection, owners: Iterable[str]) -> dict[str, builtins.list[Account]]:
         kinds = [k.value for k in CUSTOMER_ACCOUNT_KINDS]
-        query = sa.select(accounts).where(accounts.c.owner.in_(set(owners)), accounts.c.kind.in_(kinds)).order_by(accounts.c.id)
+        owned = one_of(conn.dialect, accounts.c.owner, sorted(set(owners)))
+        query = sa.select(accounts).where(owned, accounts.c.kind.in_(kinds)).order_by(accounts.c.id)
         held: dict[str, builtins.list[Account]] = {}
         for row in conn.execute(query):
             account = row_to_account(row)
